@@ -1,0 +1,44 @@
+//! hotmod core: the runtime for hot-swappable native plugin modules.
+//!
+//! This crate holds all of hotmod's logic and exports no C symbols; the C
+//! API (`libhotmod.so`), the Python binding and the Node binding are thin
+//! layers over it. Start with [`Runtime`]:
+//!
+//! ```no_run
+//! use hotmod_core::{LoadOptions, Runtime};
+//! let rt = Runtime::new();
+//! rt.load("plugins/libtext.so", &LoadOptions::default())?;
+//! let upper = rt.method("text", "upper")?; // resolve once…
+//! let out = upper.call(b"hello")?;           // …call at function-pointer speed
+//! assert_eq!(&*out, b"HELLO");
+//! # Ok::<(), hotmod_core::Error>(())
+//! ```
+//!
+//! Files, one concern each: [`loader`] (read, check, map), `descriptor`
+//! (validate the plugin's declaration), `registry` (modules, versions,
+//! method slots), [`runtime`] (load, upgrade, unload), `call` (the call
+//! path), `host` (services offered to plugins), [`metrics`], [`events`],
+//! [`deps`] (dependency graph).
+
+pub use hotmod_abi as abi;
+
+mod call;
+pub mod deps;
+mod descriptor;
+pub mod error;
+pub mod events;
+mod host;
+pub mod loader;
+pub mod metrics;
+mod registry;
+pub mod runtime;
+
+pub use call::{MethodHandle, Output, VersionRef, DEFAULT_OUTPUT_OFFER};
+pub use descriptor::{signature_hash, DependencyDecl, MethodDecl, PluginInfo};
+pub use error::{Error, Result, Status};
+pub use events::{Event, EventHandler, EventKind};
+pub use host::{HostFunction, OutputWriter};
+pub use loader::{parse_sha256_hex, sha256_hex, LoadOptions};
+pub use metrics::CounterSnapshot;
+pub use registry::State;
+pub use runtime::{DependencyInfo, MethodInfo, MethodStats, Module, ModuleInfo, Runtime, RuntimeOptions, UpgradeOptions};

@@ -1,0 +1,327 @@
+//! The registry: module slots by name, and the versions they point to.
+//!
+//! A [`ModuleSlot`] is the stable identity of a module across upgrades. It
+//! holds the active [`Version`] in an `ArcSwapOption`, so the call path reads
+//! it with one lock-free load, an upgrade publishes a new version with one
+//! atomic store, and calls already running keep the old version alive until
+//! they return. Method *slots* (one per method name ever seen in the module)
+//! give handles a stable index: each version maps slot index to its own
+//! function pointer, so a handle resolved against v1 reaches v2's function.
+//!
+//! The name → slot map is copy-on-write behind an `ArcSwap` too: lookups by
+//! name take no lock; the rare writers (load, unload) serialise on the
+//! runtime's admin lock.
+
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use hotmod_abi as abi;
+use rustc_hash::FxHashMap;
+
+use crate::descriptor::{MethodFn, PluginInfo};
+use crate::events::EventKind;
+use crate::host::HostCtx;
+use crate::loader::Mapped;
+use crate::metrics::MethodCounters;
+use crate::runtime::RuntimeInner;
+
+/// Lifecycle state of one module version.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Mapped; entry symbol found.
+    Loaded = 0,
+    /// Descriptor and dependencies checked.
+    Validated = 1,
+    /// Initialised and published: serving calls.
+    Active = 2,
+    /// Replaced or removed; calls in flight finish on it.
+    Draining = 3,
+    /// Destroyed.
+    Unloaded = 4,
+}
+
+impl State {
+    fn from_u8(v: u8) -> State {
+        match v {
+            0 => State::Loaded,
+            1 => State::Validated,
+            2 => State::Active,
+            3 => State::Draining,
+            _ => State::Unloaded,
+        }
+    }
+}
+
+/// What all versions of one method share: its name, its counters, and how
+/// many handles callers hold to it.
+#[derive(Debug)]
+pub(crate) struct SlotShared {
+    pub name: String,
+    pub counters: MethodCounters,
+    pub handles: AtomicUsize,
+}
+
+/// One method of one version, as the call path sees it.
+pub(crate) struct MethodEntry {
+    pub func: MethodFn,
+    pub signature_hash: u64,
+    pub shared: Arc<SlotShared>,
+}
+
+/// The stable identity of a module across upgrades.
+pub(crate) struct ModuleSlot {
+    pub name: String,
+    pub active: ArcSwapOption<Version>,
+    /// Method slots, indexed by slot id; only ever appended to.
+    pub methods: Mutex<Vec<Arc<SlotShared>>>,
+}
+
+impl ModuleSlot {
+    pub fn new(name: &str) -> ModuleSlot {
+        ModuleSlot { name: name.to_owned(), active: ArcSwapOption::empty(), methods: Mutex::new(Vec::new()) }
+    }
+
+    /// The slot id for method `name`, created if new.
+    pub fn slot_for(&self, name: &str) -> (usize, Arc<SlotShared>) {
+        let mut methods = self.methods.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = methods.iter().position(|m| m.name == name) {
+            return (i, methods[i].clone());
+        }
+        let shared = Arc::new(SlotShared {
+            name: name.to_owned(),
+            counters: MethodCounters::default(),
+            handles: AtomicUsize::new(0),
+        });
+        methods.push(shared.clone());
+        (methods.len() - 1, shared)
+    }
+
+    /// Every method slot, in slot order.
+    pub fn all_slots(&self) -> Vec<Arc<SlotShared>> {
+        self.methods.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// One loaded build of a module.
+pub(crate) struct Version {
+    pub info: PluginInfo,
+    pub path: PathBuf,
+    pub sha256: [u8; 32],
+    /// Method entries by slot id (None: this version lacks that method).
+    pub entries: Vec<Option<MethodEntry>>,
+    /// Method name → slot id, for calls by name.
+    pub by_name: FxHashMap<String, usize>,
+    pub instance: *mut c_void,
+    pub host: Box<HostCtx>,
+    state: AtomicU8,
+    initialized: bool,
+    activated: bool,
+    mapped: Option<Mapped>,
+    runtime: Weak<RuntimeInner>,
+}
+
+// SAFETY: the plugin contract requires methods and hooks to be callable from
+// any thread; `instance` is only ever passed back to the plugin.
+unsafe impl Send for Version {}
+// SAFETY: as above; all mutable state is atomic.
+unsafe impl Sync for Version {}
+
+impl Version {
+    /// Builds a version over a mapped, validated plugin, assigning method
+    /// slots in `slot`. Nothing of the plugin has run yet.
+    pub fn new(
+        info: PluginInfo,
+        path: PathBuf,
+        sha256: [u8; 32],
+        mapped: Mapped,
+        slot: &ModuleSlot,
+        runtime: Weak<RuntimeInner>,
+    ) -> Version {
+        let mut entries: Vec<Option<MethodEntry>> = Vec::new();
+        let mut by_name = FxHashMap::default();
+        for m in &info.methods {
+            let (id, shared) = slot.slot_for(&m.name);
+            if entries.len() <= id {
+                entries.resize_with(id + 1, || None);
+            }
+            entries[id] = Some(MethodEntry { func: m.func, signature_hash: m.signature_hash, shared });
+            by_name.insert(m.name.clone(), id);
+        }
+        let host = HostCtx::new(runtime.clone(), &info);
+        Version {
+            info,
+            path,
+            sha256,
+            entries,
+            by_name,
+            instance: std::ptr::null_mut(),
+            host,
+            state: AtomicU8::new(State::Validated as u8),
+            initialized: false,
+            activated: false,
+            mapped: Some(mapped),
+            runtime,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    pub fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// The entry for slot `id`, if this version has that method.
+    #[inline(always)]
+    pub fn entry(&self, id: usize) -> Option<&MethodEntry> {
+        self.entries.get(id).and_then(Option::as_ref)
+    }
+
+    /// Runs `init` then `activate`. On failure the version is left
+    /// uninitialised-or-destroyed and the plugin's message is returned.
+    pub fn start(&mut self, config: &[u8]) -> Result<(), String> {
+        let hooks = self.info.hooks;
+        if let Some(init) = hooks.init {
+            let mut inst: *mut c_void = std::ptr::null_mut();
+            // SAFETY: init receives the host table (alive until destroy) and a
+            // config view valid for the call.
+            let rc = unsafe { init(&self.host.api, abi::hotmod_slice::from_bytes(config), &mut inst) };
+            if rc != abi::HOTMOD_PLUGIN_OK {
+                return Err(format!("init failed: {}", crate::call::plugin_failure(rc)));
+            }
+            self.instance = inst;
+        }
+        self.initialized = true;
+        Ok(())
+    }
+
+    /// Runs the `activate` hook.
+    pub fn activate(&mut self) -> Result<(), String> {
+        if let Some(activate) = self.info.hooks.activate {
+            let inst = self.instance;
+            // SAFETY: instance came from this plugin's init.
+            let rc = unsafe { activate(inst) };
+            if rc != abi::HOTMOD_PLUGIN_OK {
+                return Err(format!("activate failed: {}", crate::call::plugin_failure(rc)));
+            }
+        }
+        self.activated = true;
+        Ok(())
+    }
+
+    /// Asks the plugin for state to hand to its successor (None if the
+    /// plugin has no `export_state` hook).
+    pub fn export_state(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(export) = self.info.hooks.export_state else { return Ok(None) };
+        let inst = self.instance;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut out = abi::hotmod_output::offering(std::ptr::null_mut(), 0);
+        // SAFETY: instance came from this plugin's init; out is a fresh slot.
+        let mut rc = unsafe { export(inst, &mut out) };
+        if rc == abi::HOTMOD_PLUGIN_OUTPUT_TOO_SMALL && out.len > 0 {
+            buf.reserve_exact(out.len);
+            out = abi::hotmod_output::offering(buf.as_mut_ptr(), buf.capacity());
+            // SAFETY: as above, now with the space the plugin asked for.
+            rc = unsafe { export(inst, &mut out) };
+        }
+        if rc != abi::HOTMOD_PLUGIN_OK {
+            return Err(format!("export_state failed: {}", crate::call::plugin_failure(rc)));
+        }
+        // SAFETY: the plugin filled `out` per the output protocol.
+        unsafe { crate::call::take_output_bytes(&mut out) }.map(Some)
+    }
+
+    /// Hands exported state to this (new) version.
+    pub fn import_state(&self, state: &[u8]) -> Result<(), String> {
+        let Some(import) = self.info.hooks.import_state else { return Ok(()) };
+        let inst = self.instance;
+        // SAFETY: instance came from this plugin's init; state is valid for the call.
+        let rc = unsafe { import(inst, abi::hotmod_slice::from_bytes(state)) };
+        if rc != abi::HOTMOD_PLUGIN_OK {
+            return Err(format!("import_state failed: {}", crate::call::plugin_failure(rc)));
+        }
+        Ok(())
+    }
+
+    fn emit(&self, kind: EventKind, message: String) {
+        if let Some(rt) = self.runtime.upgrade() {
+            rt.emit_for(kind, &self.info.name, &self.info.version.to_string(), &self.path, message, 0);
+        }
+    }
+}
+
+impl Drop for Version {
+    /// The end of a version: deactivate, destroy, then unmap if the plugin
+    /// declared that safe. Runs exactly once, after the last call on this
+    /// version returned, because every call holds a reference to it.
+    fn drop(&mut self) {
+        let hooks = self.info.hooks;
+        if self.activated {
+            if let Some(deactivate) = hooks.deactivate {
+                // SAFETY: the instance is live; no call is in flight any more.
+                unsafe { deactivate(self.instance) };
+            }
+        }
+        if self.initialized {
+            if let Some(destroy) = hooks.destroy {
+                // SAFETY: as above; destroy runs exactly once, here.
+                unsafe { destroy(self.instance) };
+            }
+        }
+        self.set_state(State::Unloaded);
+        let initialized = self.initialized;
+        if initialized {
+            self.emit(EventKind::Unloaded, "destroyed after its last call".into());
+        }
+        if let Some(mapped) = self.mapped.take() {
+            if self.info.safe_to_unload() {
+                mapped.unmap();
+            } else {
+                mapped.keep_mapped();
+                if initialized {
+                    self.emit(
+                        EventKind::KeptMapped,
+                        "kept mapped: the plugin did not declare HOTMOD_PLUGIN_FLAG_SAFE_TO_UNLOAD".into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Name → module slot, copy-on-write.
+#[derive(Default)]
+pub(crate) struct Registry {
+    map: ArcSwap<FxHashMap<String, Arc<ModuleSlot>>>,
+}
+
+impl Registry {
+    #[inline(always)]
+    pub fn load(&self) -> arc_swap::Guard<Arc<FxHashMap<String, Arc<ModuleSlot>>>> {
+        self.map.load()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<ModuleSlot>> {
+        self.map.load().get(name).cloned()
+    }
+
+    /// Inserts or removes under the caller's admin lock.
+    pub fn update(&self, f: impl FnOnce(&mut FxHashMap<String, Arc<ModuleSlot>>)) {
+        let mut next = (**self.map.load()).clone();
+        f(&mut next);
+        self.map.store(Arc::new(next));
+    }
+
+    /// The active versions of all modules, sorted by name.
+    pub fn active_versions(&self) -> Vec<(Arc<ModuleSlot>, Arc<Version>)> {
+        let mut v: Vec<_> =
+            self.map.load().values().filter_map(|s| s.active.load_full().map(|v| (s.clone(), v))).collect();
+        v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        v
+    }
+}

@@ -1,0 +1,878 @@
+//! The runtime: load, upgrade and unload modules; resolve and call methods;
+//! host functions, events and statistics. This is the API the C, Python and
+//! Node layers wrap.
+//!
+//! Administrative operations (load, upgrade, unload) are serialised by one
+//! admin lock; the call path never takes it. Every operation either completes
+//! or leaves the runtime exactly as it was: a module is only published once
+//! it has been mapped, validated, initialised, given its predecessor's state
+//! and activated.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hotmod_abi as abi;
+use rustc_hash::FxHashMap;
+
+use crate::call::{self, MethodHandle, Output};
+use crate::deps;
+use crate::descriptor::{self, PluginInfo};
+use crate::error::{Error, Result, Status};
+use crate::events::{Event, EventHandler, EventKind};
+use crate::host::HostFunction;
+use crate::loader::{self, LoadOptions, Mapped};
+use crate::metrics::CounterSnapshot;
+use crate::registry::{ModuleSlot, Registry, State, Version};
+
+/// Runtime-wide settings.
+#[derive(Clone, Debug)]
+pub struct RuntimeOptions {
+    /// How long an upgrade or unload waits for calls in flight on the old
+    /// version before it returns. Calls are never cut short: a version still
+    /// in use after this is destroyed by whichever thread releases it last.
+    pub drain_timeout: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions { drain_timeout: Duration::from_millis(200) }
+    }
+}
+
+/// Options for [`Runtime::upgrade`].
+#[derive(Clone, Debug, Default)]
+pub struct UpgradeOptions {
+    /// How to read and check the new file.
+    pub load: LoadOptions,
+    /// Publish even if methods that callers hold handles to were removed or
+    /// changed signature; those handles then answer
+    /// [`Status::SignatureChanged`] or [`Status::StaleHandle`].
+    pub force: bool,
+}
+
+/// A snapshot of what a module version declares.
+#[derive(Clone, Debug)]
+pub struct ModuleInfo {
+    /// Module name.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Description.
+    pub description: String,
+    /// Absolute path of the file it was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 of the bytes that were loaded, lowercase hex.
+    pub sha256: String,
+    /// Whether the plugin declared itself safe to unmap.
+    pub safe_to_unload: bool,
+    /// Plugin ABI minor it was built against.
+    pub abi_minor: u16,
+    /// Methods in declaration order.
+    pub methods: Vec<MethodInfo>,
+    /// Declared dependencies.
+    pub dependencies: Vec<DependencyInfo>,
+}
+
+/// One method as declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// Method name.
+    pub name: String,
+    /// Declared signature string.
+    pub signature: String,
+    /// Hash of name and signature.
+    pub signature_hash: u64,
+}
+
+/// One dependency as declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DependencyInfo {
+    /// Needed module.
+    pub name: String,
+    /// Required version range.
+    pub requirement: String,
+    /// Whether it is optional.
+    pub optional: bool,
+}
+
+impl ModuleInfo {
+    fn of(v: &Version) -> ModuleInfo {
+        ModuleInfo {
+            name: v.info.name.clone(),
+            version: v.info.version.to_string(),
+            description: v.info.description.clone(),
+            path: v.path.clone(),
+            sha256: loader::sha256_hex(&v.sha256),
+            safe_to_unload: v.info.safe_to_unload(),
+            abi_minor: v.info.abi_minor,
+            methods: v
+                .info
+                .methods
+                .iter()
+                .map(|m| MethodInfo {
+                    name: m.name.clone(),
+                    signature: m.signature.clone(),
+                    signature_hash: m.signature_hash,
+                })
+                .collect(),
+            dependencies: v
+                .info
+                .dependencies
+                .iter()
+                .map(|d| DependencyInfo {
+                    name: d.name.clone(),
+                    requirement: d.requirement.to_string(),
+                    optional: d.optional,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A loaded module.
+///
+/// Calls through it reach the module's active version. [`info`](Self::info)
+/// describes the version that was active when this value was obtained; get a
+/// fresh `Module` from [`Runtime::module`] after an upgrade to see the new one.
+#[derive(Clone)]
+pub struct Module {
+    slot: Arc<ModuleSlot>,
+    info: Arc<ModuleInfo>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Module({}@{})", self.info.name, self.info.version)
+    }
+}
+
+impl Module {
+    fn of(slot: &Arc<ModuleSlot>, v: &Version) -> Module {
+        Module { slot: slot.clone(), info: Arc::new(ModuleInfo::of(v)) }
+    }
+
+    /// What this module declared (at the time this value was obtained).
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// Module name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// Whether the module is still loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.slot.active.load().is_some()
+    }
+
+    /// Resolves a method of the active version.
+    pub fn method(&self, name: &str) -> Result<MethodHandle> {
+        let guard = self.slot.active.load();
+        let Some(v) = guard.as_ref() else {
+            return Err(unloaded(&self.info.name));
+        };
+        MethodHandle::resolve(&self.slot, v, name)
+    }
+
+    /// Calls a method of the active version by name.
+    pub fn call(&self, method: &str, input: &[u8]) -> Result<Output> {
+        let guard = self.slot.active.load();
+        let Some(v) = guard.as_ref() else {
+            return Err(unloaded(&self.info.name));
+        };
+        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
+            return Err(call::method_not_found(v, method));
+        };
+        call::call_owned(v, e, input, call::DEFAULT_OUTPUT_OFFER)
+    }
+}
+
+#[cold]
+fn unloaded(name: &str) -> Error {
+    Error::new(Status::StaleHandle, format!("stale handle: module '{name}' is no longer loaded"))
+}
+
+/// Statistics of one method.
+#[derive(Clone, Debug)]
+pub struct MethodStats {
+    /// Module name.
+    pub module: String,
+    /// Active version of the module.
+    pub version: String,
+    /// Method name.
+    pub method: String,
+    /// Whether the active version has this method (it may have been removed
+    /// by a forced upgrade while its counters remain).
+    pub present: bool,
+    /// Handles callers hold to the method.
+    pub handles: usize,
+    /// The counters, summed over every version of the module.
+    pub counters: CounterSnapshot,
+}
+
+/// A plugin file mapped and validated, not yet initialised.
+struct Prepared {
+    info: PluginInfo,
+    path: PathBuf,
+    sha256: [u8; 32],
+    mapped: Mapped,
+}
+
+pub(crate) struct RuntimeInner {
+    registry: Registry,
+    admin: Mutex<()>,
+    host_fns: ArcSwap<FxHashMap<String, Arc<dyn HostFunction>>>,
+    events: RwLock<Option<EventHandler>>,
+    options: RuntimeOptions,
+}
+
+impl RuntimeInner {
+    pub(crate) fn emit_event(&self, kind: EventKind, module: &str, version: &str, path: &str, message: String, code: i32) {
+        let handler = self.events.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(h) = handler {
+            let ev = Event {
+                kind,
+                module: module.to_owned(),
+                version: version.to_owned(),
+                path: path.to_owned(),
+                message,
+                code,
+            };
+            // A panicking handler must not take the runtime down with it.
+            let _ = catch_unwind(AssertUnwindSafe(|| h(&ev)));
+        }
+    }
+
+    pub(crate) fn emit_for(&self, kind: EventKind, module: &str, version: &str, path: &Path, message: String, code: i32) {
+        self.emit_event(kind, module, version, &path.display().to_string(), message, code);
+    }
+
+    pub(crate) fn host_function(&self, name: &str) -> Option<Arc<dyn HostFunction>> {
+        self.host_fns.load().get(name).cloned()
+    }
+
+    /// Calls by name with a raw slot; returns the version to keep alive when
+    /// the output is plugin memory.
+    pub(crate) fn call_raw_by_name(
+        &self,
+        module: &str,
+        method: &str,
+        input: &[u8],
+        out: &mut abi::hotmod_output,
+    ) -> Result<Option<Arc<Version>>> {
+        let map = self.registry.load();
+        let Some(slot) = map.get(module) else { return Err(self.module_not_found(module)) };
+        let guard = slot.active.load();
+        let Some(v) = guard.as_ref() else { return Err(self.module_not_found(module)) };
+        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
+            return Err(call::method_not_found(v, method));
+        };
+        call::invoke(v, e, input, out)?;
+        Ok((out.data != out.buf as *const u8 && out.len > 0).then(|| v.clone()))
+    }
+
+    #[cold]
+    fn module_not_found(&self, name: &str) -> Error {
+        let mut names: Vec<String> = self.registry.load().keys().cloned().collect();
+        names.sort();
+        let loaded = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+        Error::new(Status::ModuleNotFound, format!("module '{name}' is not loaded; loaded modules: {loaded}"))
+    }
+
+    fn admin(&self) -> MutexGuard<'_, ()> {
+        self.admin.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A hotmod runtime: a set of loaded modules and the host's services.
+///
+/// All methods take `&self` and may be called from many threads. Dropping the
+/// runtime unloads every module (dependents first).
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.modules().iter().map(|m| m.name().to_owned()).collect();
+        f.debug_struct("Runtime").field("modules", &names).finish()
+    }
+}
+
+impl Runtime {
+    /// A runtime with default options.
+    pub fn new() -> Runtime {
+        Runtime::with_options(RuntimeOptions::default())
+    }
+
+    /// A runtime with the given options.
+    pub fn with_options(options: RuntimeOptions) -> Runtime {
+        Runtime {
+            inner: Arc::new(RuntimeInner {
+                registry: Registry::default(),
+                admin: Mutex::new(()),
+                host_fns: ArcSwap::from_pointee(FxHashMap::default()),
+                events: RwLock::new(None),
+                options,
+            }),
+        }
+    }
+
+    /// Sets (or clears) the event handler. See [`crate::events`] for the
+    /// thread it runs on.
+    pub fn set_event_handler(&self, handler: Option<EventHandler>) {
+        *self.inner.events.write().unwrap_or_else(|e| e.into_inner()) = handler;
+    }
+
+    /// Registers (or replaces) a host function plugins can call by name.
+    pub fn register_host_function(&self, name: &str, f: Arc<dyn HostFunction>) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::new(Status::InvalidArgument, "expected a non-empty host function name, found \"\""));
+        }
+        let _g = self.inner.admin();
+        let mut next = (**self.inner.host_fns.load()).clone();
+        next.insert(name.to_owned(), f);
+        self.inner.host_fns.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Removes a host function; returns whether it existed.
+    pub fn unregister_host_function(&self, name: &str) -> bool {
+        let _g = self.inner.admin();
+        let mut next = (**self.inner.host_fns.load()).clone();
+        let existed = next.remove(name).is_some();
+        self.inner.host_fns.store(Arc::new(next));
+        existed
+    }
+
+    fn fail(&self, path: &Path, module: &str, e: Error) -> Error {
+        self.inner.emit_for(EventKind::UpgradeFailed, module, "", path, e.message().to_owned(), e.status().code());
+        e
+    }
+
+    /// Reads, checks, maps and validates a plugin file (runs no plugin code
+    /// other than the dynamic loader's constructors and the entry symbol).
+    fn prepare(&self, path: &Path, opts: &LoadOptions) -> Result<Prepared> {
+        let image = loader::read_image(path, opts)?;
+        let mapped = loader::map(&image)?;
+        let shown = image.path.display().to_string();
+        let desc = mapped.descriptor(&image.path)?;
+        // SAFETY: the pointer came from the plugin's entry symbol, which by
+        // the ABI returns a static descriptor; read_descriptor checks the
+        // magic block before trusting anything else.
+        let info = unsafe { descriptor::read_descriptor(desc, &shown)? };
+        self.inner.emit_for(
+            EventKind::Loaded,
+            &info.name,
+            &info.version.to_string(),
+            &image.path,
+            "mapped from a private copy".into(),
+            0,
+        );
+        Ok(Prepared { info, path: image.path, sha256: image.sha256, mapped })
+    }
+
+    /// Checks that every non-optional dependency of `info` is loaded in a
+    /// matching version (ignoring the modules named in `pending`, which are
+    /// being loaded in the same batch and checked later).
+    fn check_dependencies(&self, info: &PluginInfo, path: &Path, pending: &[String]) -> Result<()> {
+        for dep in &info.dependencies {
+            if pending.contains(&dep.name) {
+                continue;
+            }
+            match self.inner.registry.get(&dep.name).and_then(|s| s.active.load_full()) {
+                Some(v) if dep.requirement.matches(&v.info.version) => {}
+                Some(v) if !dep.optional => {
+                    return Err(Error::new(
+                        Status::DependencyUnsatisfied,
+                        format!(
+                            "'{}' ({}) needs module '{}' {}, found version {} loaded from '{}'",
+                            info.name,
+                            path.display(),
+                            dep.name,
+                            dep.requirement,
+                            v.info.version,
+                            v.path.display()
+                        ),
+                    ))
+                }
+                None if !dep.optional => {
+                    return Err(Error::new(
+                        Status::DependencyUnsatisfied,
+                        format!(
+                            "'{}' ({}) needs module '{}' {}, found no such module loaded; load it first",
+                            info.name,
+                            path.display(),
+                            dep.name,
+                            dep.requirement
+                        ),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Initialises a prepared version (with the old version's state, if
+    /// any), activates it and publishes it in `slot`. Returns the version it
+    /// replaced.
+    fn start_and_publish(
+        &self,
+        p: Prepared,
+        slot: &Arc<ModuleSlot>,
+        old: Option<&Arc<Version>>,
+        config: &[u8],
+    ) -> Result<(Arc<Version>, Option<Arc<Version>>)> {
+        let version_str = p.info.version.to_string();
+        let name = p.info.name.clone();
+        let path = p.path.clone();
+        let mut v = Version::new(p.info, p.path, p.sha256, p.mapped, slot, Arc::downgrade(&self.inner));
+        self.inner.emit_for(EventKind::Validated, &name, &version_str, &path, "descriptor and dependencies checked".into(), 0);
+        let init_failed = |msg: String| {
+            Error::new(Status::InitFailed, format!("'{name}' {version_str} ({}) did not start: {msg}", path.display()))
+        };
+        v.start(config).map_err(init_failed)?;
+        if let Some(old) = old {
+            match old.export_state() {
+                Ok(Some(state)) => v.import_state(&state).map_err(init_failed)?,
+                Ok(None) => {}
+                Err(msg) => return Err(init_failed(format!("the running version's {msg}"))),
+            }
+        }
+        v.activate().map_err(init_failed)?;
+        v.set_state(State::Active);
+        let v = Arc::new(v);
+        let previous = slot.active.swap(Some(v.clone()));
+        if let Some(prev) = &previous {
+            prev.set_state(State::Draining);
+        }
+        self.inner.emit_for(EventKind::Activated, &name, &version_str, &path, "published".into(), 0);
+        Ok((v, previous))
+    }
+
+    /// Waits (up to the drain timeout) for calls in flight on `old` to
+    /// finish, then releases it: the last reference runs deactivate and
+    /// destroy and unmaps the code if that is safe.
+    fn drain(&self, old: Arc<Version>) {
+        self.inner.emit_for(
+            EventKind::Draining,
+            &old.info.name,
+            &old.info.version.to_string(),
+            &old.path,
+            "calls in flight finish on this version".into(),
+            0,
+        );
+        let deadline = Instant::now() + self.inner.options.drain_timeout;
+        let mut spins = 0u32;
+        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+            spins += 1;
+            if spins < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+        drop(old);
+    }
+
+    /// Loads a plugin file and activates it.
+    ///
+    /// The file is read once, checked (mode, optional SHA-256), mapped from a
+    /// private copy, validated (magic, ABI, descriptor, dependencies), then
+    /// initialised with `opts.config` and published.
+    pub fn load(&self, path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Module> {
+        let path = path.as_ref();
+        let _g = self.inner.admin();
+        let p = self.prepare(path, opts).map_err(|e| self.fail(path, "", e))?;
+        let name = p.info.name.clone();
+        if let Some(existing) = self.inner.registry.get(&name).and_then(|s| s.active.load_full()) {
+            let e = Error::new(
+                Status::NameConflict,
+                format!(
+                    "cannot load '{}': a module named '{name}' is already loaded (version {} from '{}'); upgrade it instead",
+                    p.path.display(),
+                    existing.info.version,
+                    existing.path.display()
+                ),
+            );
+            return Err(self.fail(path, &name, e));
+        }
+        self.check_dependencies(&p.info, &p.path, &[]).map_err(|e| self.fail(path, &name, e))?;
+        let slot = Arc::new(ModuleSlot::new(&name));
+        let (v, _) = self.start_and_publish(p, &slot, None, &opts.config).map_err(|e| self.fail(path, &name, e))?;
+        self.inner.registry.update(|m| {
+            m.insert(name.clone(), slot.clone());
+        });
+        Ok(Module::of(&slot, &v))
+    }
+
+    /// Loads several plugin files, in dependency order. A dependency cycle
+    /// among them is refused with the cycle named; nothing is loaded unless
+    /// every file validates. If one fails to start, the ones already started
+    /// by this call are unloaded again.
+    pub fn load_all(&self, files: &[(PathBuf, LoadOptions)]) -> Result<Vec<Module>> {
+        let prepared: Vec<(Prepared, &LoadOptions)> = {
+            let _g = self.inner.admin();
+            let mut out = Vec::with_capacity(files.len());
+            for (path, opts) in files {
+                out.push((self.prepare(path, opts).map_err(|e| self.fail(path, "", e))?, opts));
+            }
+            out
+        };
+        let nodes: Vec<(String, Vec<String>)> = prepared
+            .iter()
+            .map(|(p, _)| (p.info.name.clone(), p.info.dependencies.iter().map(|d| d.name.clone()).collect()))
+            .collect();
+        let order = deps::topo_order(&nodes).map_err(|cycle| {
+            let files: Vec<String> = cycle
+                .iter()
+                .filter_map(|n| prepared.iter().find(|(p, _)| &p.info.name == n))
+                .map(|(p, _)| p.path.display().to_string())
+                .collect();
+            Error::new(
+                Status::DependencyCycle,
+                format!("dependency cycle: {} (files: {})", cycle.join(" -> "), files.join(", ")),
+            )
+        })?;
+        let mut slots: Vec<Option<(Prepared, &LoadOptions)>> = prepared.into_iter().map(Some).collect();
+        let mut loaded: Vec<Module> = Vec::new();
+        for i in order {
+            let (p, opts) = slots[i].take().expect("each index once");
+            let path = p.path.clone();
+            let r = {
+                let _g = self.inner.admin();
+                let name = p.info.name.clone();
+                if self.inner.registry.get(&name).is_some() {
+                    Err(Error::new(
+                        Status::NameConflict,
+                        format!("cannot load '{}': a module named '{name}' is already loaded", path.display()),
+                    ))
+                } else {
+                    self.check_dependencies(&p.info, &path, &[]).and_then(|()| {
+                        let slot = Arc::new(ModuleSlot::new(&name));
+                        let (v, _) = self.start_and_publish(p, &slot, None, &opts.config)?;
+                        self.inner.registry.update(|m| {
+                            m.insert(name.clone(), slot.clone());
+                        });
+                        Ok(Module::of(&slot, &v))
+                    })
+                }
+            };
+            match r {
+                Ok(m) => loaded.push(m),
+                Err(e) => {
+                    for m in loaded.iter().rev() {
+                        let _ = self.unload(m.name(), false);
+                    }
+                    return Err(self.fail(&path, "", e));
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Replaces the running version of module `name` with the plugin at
+    /// `path`, while calls keep flowing.
+    ///
+    /// The new build is loaded beside the old one, validated (it must have
+    /// the same name; its dependencies must be satisfied; every module that
+    /// depends on this one must accept its version; methods callers hold
+    /// handles to must keep their signatures unless `opts.force`),
+    /// initialised, handed the old version's exported state, activated and
+    /// published atomically. Calls that started before the publish finish on
+    /// the old version, which is then deactivated, destroyed and (if safe)
+    /// unmapped. On any failure the old version keeps serving, an
+    /// `UpgradeFailed` event is emitted, and the error says why.
+    pub fn upgrade(&self, name: &str, path: impl AsRef<Path>, opts: &UpgradeOptions) -> Result<Module> {
+        let path = path.as_ref();
+        let _g = self.inner.admin();
+        let r = self.upgrade_locked(name, path, opts);
+        match r {
+            Ok((module, old)) => {
+                self.drain(old);
+                Ok(module)
+            }
+            Err(e) => Err(self.fail(path, name, e)),
+        }
+    }
+
+    fn upgrade_locked(&self, name: &str, path: &Path, opts: &UpgradeOptions) -> Result<(Module, Arc<Version>)> {
+        let slot = self.inner.registry.get(name).ok_or_else(|| self.inner.module_not_found(name))?;
+        let old = slot.active.load_full().ok_or_else(|| self.inner.module_not_found(name))?;
+        let p = self.prepare(path, &opts.load)?;
+        if p.info.name != name {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                format!(
+                    "cannot upgrade module '{name}' with '{}': expected a plugin named '{name}', found '{}'",
+                    p.path.display(),
+                    p.info.name
+                ),
+            ));
+        }
+        self.check_dependencies(&p.info, &p.path, &[])?;
+        self.check_no_cycle(&p.info, &p.path)?;
+        self.check_dependents_accept(&p.info, &p.path)?;
+        if !opts.force {
+            check_signatures(&slot, &old, &p.info, &p.path)?;
+        }
+        let (v, previous) = self.start_and_publish(p, &slot, Some(&old), &opts.load.config)?;
+        let module = Module::of(&slot, &v);
+        drop(previous);
+        Ok((module, old))
+    }
+
+    /// Refuses a new version whose dependencies lead back to itself.
+    fn check_no_cycle(&self, info: &PluginInfo, path: &Path) -> Result<()> {
+        let mut stack: Vec<Vec<String>> = info.dependencies.iter().map(|d| vec![info.name.clone(), d.name.clone()]).collect();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(chain) = stack.pop() {
+            let last = chain.last().expect("non-empty chain").clone();
+            if last == info.name {
+                return Err(Error::new(
+                    Status::DependencyCycle,
+                    format!("dependency cycle introduced by '{}': {}", path.display(), chain.join(" -> ")),
+                ));
+            }
+            if !seen.insert(last.clone()) {
+                continue;
+            }
+            if let Some(v) = self.inner.registry.get(&last).and_then(|s| s.active.load_full()) {
+                for d in &v.info.dependencies {
+                    let mut next = chain.clone();
+                    next.push(d.name.clone());
+                    stack.push(next);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a new version outside the range a dependent requires.
+    fn check_dependents_accept(&self, info: &PluginInfo, path: &Path) -> Result<()> {
+        for (_, v) in self.inner.registry.active_versions() {
+            for d in &v.info.dependencies {
+                if d.name == info.name && !d.requirement.matches(&info.version) {
+                    return Err(Error::new(
+                        Status::VersionConflict,
+                        format!(
+                            "cannot upgrade '{}' to {} from '{}': module '{}' {} requires '{}' {}",
+                            info.name,
+                            info.version,
+                            path.display(),
+                            v.info.name,
+                            v.info.version,
+                            info.name,
+                            d.requirement
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Names of the loaded modules that need `name` (non-optional).
+    fn dependents_of(&self, name: &str) -> Vec<String> {
+        self.inner
+            .registry
+            .active_versions()
+            .into_iter()
+            .filter(|(_, v)| v.info.dependencies.iter().any(|d| d.name == name && !d.optional))
+            .map(|(s, _)| s.name.clone())
+            .collect()
+    }
+
+    /// Unloads module `name`: it stops taking new calls at once, calls in
+    /// flight finish, then it is destroyed (and unmapped if safe). Refused
+    /// with [`Status::ModuleInUse`] while other modules need it, unless
+    /// `cascade`, which unloads those dependents first.
+    pub fn unload(&self, name: &str, cascade: bool) -> Result<()> {
+        let mut old = Vec::new();
+        {
+            let _g = self.inner.admin();
+            self.unload_locked(name, cascade, &mut old)?;
+        }
+        for v in old {
+            self.drain(v);
+        }
+        Ok(())
+    }
+
+    fn unload_locked(&self, name: &str, cascade: bool, out: &mut Vec<Arc<Version>>) -> Result<()> {
+        let slot = self.inner.registry.get(name).ok_or_else(|| self.inner.module_not_found(name))?;
+        let dependents = self.dependents_of(name);
+        if !dependents.is_empty() {
+            if !cascade {
+                return Err(Error::new(
+                    Status::ModuleInUse,
+                    format!(
+                        "cannot unload '{name}': expected no loaded module to depend on it, found {} depending on it (unload them first, or cascade)",
+                        dependents.join(", ")
+                    ),
+                ));
+            }
+            for d in dependents {
+                if self.inner.registry.get(&d).is_some() {
+                    self.unload_locked(&d, true, out)?;
+                }
+            }
+        }
+        self.inner.registry.update(|m| {
+            m.remove(name);
+        });
+        if let Some(v) = slot.active.swap(None) {
+            v.set_state(State::Draining);
+            out.push(v);
+        }
+        Ok(())
+    }
+
+    /// The module named `name`.
+    pub fn module(&self, name: &str) -> Result<Module> {
+        let slot = self.inner.registry.get(name).ok_or_else(|| self.inner.module_not_found(name))?;
+        let v = slot.active.load_full().ok_or_else(|| self.inner.module_not_found(name))?;
+        Ok(Module::of(&slot, &v))
+    }
+
+    /// All loaded modules, sorted by name.
+    pub fn modules(&self) -> Vec<Module> {
+        self.inner.registry.active_versions().iter().map(|(s, v)| Module::of(s, v)).collect()
+    }
+
+    /// Resolves `module.method` to a handle (the fast path for repeated calls).
+    pub fn method(&self, module: &str, method: &str) -> Result<MethodHandle> {
+        let slot = self.inner.registry.get(module).ok_or_else(|| self.inner.module_not_found(module))?;
+        let guard = slot.active.load();
+        let Some(v) = guard.as_ref() else { return Err(self.inner.module_not_found(module)) };
+        MethodHandle::resolve(&slot, v, method)
+    }
+
+    /// Calls `module.method` by name. The output is zero-copy when the plugin
+    /// returns its own memory.
+    pub fn call(&self, module: &str, method: &str, input: &[u8]) -> Result<Output> {
+        let map = self.inner.registry.load();
+        let Some(slot) = map.get(module) else { return Err(self.inner.module_not_found(module)) };
+        let guard = slot.active.load();
+        let Some(v) = guard.as_ref() else { return Err(self.inner.module_not_found(module)) };
+        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
+            return Err(call::method_not_found(v, method));
+        };
+        call::call_owned(v, e, input, call::DEFAULT_OUTPUT_OFFER)
+    }
+
+    /// Calls `module.method` by name, writing the output into `dst`;
+    /// returns the number of bytes written.
+    #[inline]
+    pub fn call_into(&self, module: &str, method: &str, input: &[u8], dst: &mut [u8]) -> Result<usize> {
+        let map = self.inner.registry.load();
+        let Some(slot) = map.get(module) else { return Err(self.inner.module_not_found(module)) };
+        let guard = slot.active.load();
+        let Some(v) = guard.as_ref() else { return Err(self.inner.module_not_found(module)) };
+        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
+            return Err(call::method_not_found(v, method));
+        };
+        call::call_into(v, e, input, dst)
+    }
+
+    /// Statistics of every method of every loaded module, sorted by module
+    /// then method slot. Counters persist across upgrades.
+    pub fn stats(&self) -> Vec<MethodStats> {
+        let mut out = Vec::new();
+        for (slot, v) in self.inner.registry.active_versions() {
+            for shared in slot.all_slots() {
+                out.push(MethodStats {
+                    module: slot.name.clone(),
+                    version: v.info.version.to_string(),
+                    method: shared.name.clone(),
+                    present: v.by_name.contains_key(&shared.name),
+                    handles: shared.handles.load(std::sync::atomic::Ordering::Relaxed),
+                    counters: shared.counters.snapshot(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The statistics in Prometheus text exposition format.
+    pub fn stats_prometheus(&self) -> String {
+        crate::metrics::prometheus(&self.stats())
+    }
+
+    /// The lifecycle state of module `name`'s active version.
+    pub fn state(&self, name: &str) -> Result<State> {
+        let slot = self.inner.registry.get(name).ok_or_else(|| self.inner.module_not_found(name))?;
+        let v = slot.active.load_full().ok_or_else(|| self.inner.module_not_found(name))?;
+        Ok(v.state())
+    }
+}
+
+/// Refuses a new version that removes or changes a method callers hold
+/// handles to.
+fn check_signatures(slot: &ModuleSlot, old: &Version, new: &PluginInfo, path: &Path) -> Result<()> {
+    for shared in slot.all_slots() {
+        if shared.handles.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let Some(&id) = old.by_name.get(&shared.name) else { continue };
+        let old_hash = old.entry(id).expect("present").signature_hash;
+        let old_sig = &old.info.methods.iter().find(|m| m.name == shared.name).expect("declared").signature;
+        match new.methods.iter().find(|m| m.name == shared.name) {
+            None => {
+                return Err(Error::new(
+                    Status::SignatureMismatch,
+                    format!(
+                        "upgrade of '{}' to {} refused: '{}' removes method '{}' (signature \"{old_sig}\"), which callers hold handles to; force the upgrade to accept",
+                        new.name,
+                        new.version,
+                        path.display(),
+                        shared.name
+                    ),
+                ))
+            }
+            Some(m) if m.signature_hash != old_hash => {
+                return Err(Error::new(
+                    Status::SignatureMismatch,
+                    format!(
+                        "upgrade of '{}' to {} refused: method '{}' has signature \"{old_sig}\" in the running version, found \"{}\" in '{}'; callers hold handles to it; force the upgrade to accept",
+                        new.name,
+                        new.version,
+                        shared.name,
+                        m.signature,
+                        path.display()
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+impl Drop for Runtime {
+    /// Unloads every module, dependents before the modules they need.
+    fn drop(&mut self) {
+        let nodes: Vec<(String, Vec<String>)> = self
+            .inner
+            .registry
+            .active_versions()
+            .iter()
+            .map(|(s, v)| (s.name.clone(), v.info.dependencies.iter().map(|d| d.name.clone()).collect()))
+            .collect();
+        let order = deps::topo_order(&nodes).unwrap_or_else(|_| (0..nodes.len()).collect());
+        for i in order.into_iter().rev() {
+            let _ = self.unload(&nodes[i].0, true);
+        }
+    }
+}
