@@ -80,9 +80,7 @@ pub enum Status {
     Internal = 9002,
 }
 
-impl Status {
-    /// Every status, in numeric order.
-    pub const ALL: [Status; 34] = [
+static ALL_STATUSES: [Status; 34] = [
         Status::Ok,
         Status::FileMissing,
         Status::DependencyUnsatisfied,
@@ -116,8 +114,14 @@ impl Status {
         Status::Busy,
         Status::ModuleInUse,
         Status::Io,
-        Status::Internal,
-    ];
+    Status::Internal,
+];
+
+impl Status {
+    /// Every status, in numeric order.
+    pub fn all() -> &'static [Status] {
+        &ALL_STATUSES
+    }
 
     /// The numeric code.
     pub const fn code(self) -> i32 {
@@ -126,7 +130,7 @@ impl Status {
 
     /// The status with this numeric code, if any.
     pub fn from_code(code: i32) -> Option<Status> {
-        Status::ALL.iter().copied().find(|s| s.code() == code)
+        ALL_STATUSES.iter().copied().find(|s| s.code() == code)
     }
 
     /// A short, static description.
@@ -229,7 +233,7 @@ mod tests {
         assert_eq!(Status::EntrySymbolMissing.code(), 1004);
         assert_eq!(Status::MethodNotFound.code(), 2001);
         assert_eq!(Status::NullArgument.code(), 3001);
-        let mut codes: Vec<i32> = Status::ALL.iter().map(|s| s.code()).collect();
+        let mut codes: Vec<i32> = Status::all().iter().map(|s| s.code()).collect();
         let n = codes.len();
         codes.sort();
         codes.dedup();

@@ -1,0 +1,87 @@
+# hotmod — build, demo and test entry points.
+#
+#   make demo      build the library and example plugins; a C host loads them,
+#                  calls them, upgrades one under load and prints the metrics
+#   make test      everything: fmt, clippy, Rust tests, ABI checks, C tests
+#                  (plain, ASan+UBSan, valgrind), Python and Node tests
+#   make bench     call-path benchmarks (ratios against same-run baselines)
+#   make install PREFIX=/usr/local
+#
+# Everything it needs is installed on first use (scripts/install-deps.sh,
+# a virtualenv for Python, npm ci for Node).
+
+CARGO   ?= cargo
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   := $(CURDIR)/build
+PLUGINS := $(BUILD)/plugins
+LIBDIR  := $(CURDIR)/target/release
+LIB     := $(LIBDIR)/libhotmod.so
+CSTRICT := -std=c11 -Wall -Wextra -Wpedantic -Werror
+PLUGIN_CFLAGS := $(CSTRICT) -O2 -fPIC -shared -fvisibility=hidden -I$(CURDIR)/include
+VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+
+export HOTMOD_PLUGIN_DIR := $(PLUGINS)
+export HOTMOD_LIB_DIR := $(LIBDIR)
+
+.PHONY: all deps lib plugins demo test lint test-rust check-abi test-c test-python test-node bench install clean
+
+all: lib plugins
+
+deps:
+	@scripts/install-deps.sh
+
+lib:
+	$(CARGO) build --release -p hotmod
+	@ln -sf libhotmod.so $(LIBDIR)/libhotmod.so.1
+
+plugins: lib
+	@mkdir -p $(PLUGINS)
+	$(CC) $(PLUGIN_CFLAGS) examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum.so
+	$(CC) $(PLUGIN_CFLAGS) -DCHECKSUM_V2 examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum-v2.so
+	$(CARGO) build --release -p hotmod-example-text
+	cp $(LIBDIR)/libhotmod_example_text.so $(PLUGINS)/libtext.so
+
+demo: deps all
+	@mkdir -p $(BUILD)
+	$(CC) $(CSTRICT) -O2 -pthread -Iinclude examples/c-host/demo.c -L$(LIBDIR) -lhotmod -Wl,-rpath,$(LIBDIR) -o $(BUILD)/demo
+	$(BUILD)/demo $(PLUGINS)
+
+test: deps lint test-rust check-abi test-c test-python test-node
+	@echo "make test: all suites passed"
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-rust: all
+	$(CARGO) test --workspace --release
+
+check-abi: lib
+	scripts/check-symbols.sh $(LIB)
+	scripts/gen-headers.sh --check
+	$(MAKE) -C c-tests headers
+
+test-c: all
+	$(MAKE) -C c-tests test asan valgrind
+
+test-python: all
+	$(MAKE) -C bindings/python test
+
+test-node: all
+	$(MAKE) -C bindings/node test
+
+bench: all
+	$(CARGO) run --release -p hotmod-bench
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libhotmod.so.$(VERSION)
+	ln -sf libhotmod.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libhotmod.so.1
+	ln -sf libhotmod.so.1 $(DESTDIR)$(PREFIX)/lib/libhotmod.so
+	install -m 644 include/hotmod.h include/hotmod_plugin.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/hotmod.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hotmod.pc
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

@@ -1,0 +1,188 @@
+//! The conventions of the C API in one place: opaque handle types and how
+//! each is owned, the panic boundary, the per-thread last error, and
+//! argument checks.
+//!
+//! Every exported function body runs inside [`ffi_status!`] or
+//! [`ffi_value!`], which catch panics (reported as `HOTMOD_STATUS_INTERNAL`)
+//! so that no unwind ever crosses into C. A unit test checks that no export
+//! lacks one of them.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr, CString};
+
+use hotmod_core::{Error, Status};
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Records the last error of this thread.
+pub(crate) fn set_last_error(e: &Error) {
+    let msg = CString::new(e.message().replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+}
+
+/// Pointer to this thread's last error message (valid until the next hotmod
+/// call on this thread).
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
+
+/// Runs a body returning `Result<(), Error>` behind the panic boundary and
+/// turns it into a status code, recording the message of any failure.
+macro_rules! ffi_status {
+    ($body:block) => {{
+        let r: ::std::thread::Result<::hotmod_core::Result<()>> =
+            ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body));
+        match r {
+            Ok(Ok(())) => ::hotmod_core::Status::Ok,
+            Ok(Err(e)) => {
+                $crate::ffi::set_last_error(&e);
+                e.status()
+            }
+            Err(p) => {
+                let e = ::hotmod_core::Error::new(
+                    ::hotmod_core::Status::Internal,
+                    format!("internal error: hotmod panicked: {}", $crate::ffi::panic_message(&*p)),
+                );
+                $crate::ffi::set_last_error(&e);
+                e.status()
+            }
+        }
+    }};
+}
+
+/// Runs a body returning a plain value behind the panic boundary, with a
+/// fallback value if it panics.
+macro_rules! ffi_value {
+    ($fallback:expr, $body:block) => {{
+        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body)) {
+            Ok(v) => v,
+            Err(_) => $fallback,
+        }
+    }};
+}
+
+/// How a C handle type is owned: `Box<Self::Inner>`, created by `into_c` and
+/// freed by `free`. The casts live here and nowhere else.
+pub(crate) trait BoxHandle: Sized {
+    type Inner;
+
+    fn into_c(inner: Self::Inner) -> *mut Self {
+        Box::into_raw(Box::new(inner)) as *mut Self
+    }
+
+    /// # Safety
+    /// `p` must be NULL or a pointer from `into_c` not yet freed.
+    unsafe fn get<'a>(p: *const Self, what: &str) -> Result<&'a Self::Inner, Error> {
+        // SAFETY: per the contract, p came from into_c (a Box<Inner>).
+        unsafe { (p as *const Self::Inner).as_ref() }.ok_or_else(|| null(what))
+    }
+
+    /// # Safety
+    /// As for `get`; the caller has exclusive access.
+    unsafe fn get_mut<'a>(p: *mut Self, what: &str) -> Result<&'a mut Self::Inner, Error> {
+        // SAFETY: as in get.
+        unsafe { (p as *mut Self::Inner).as_mut() }.ok_or_else(|| null(what))
+    }
+
+    /// # Safety
+    /// `p` must be NULL or from `into_c`, and not used afterwards.
+    unsafe fn free(p: *mut Self) {
+        if !p.is_null() {
+            // SAFETY: p came from Box::into_raw in into_c.
+            drop(unsafe { Box::from_raw(p as *mut Self::Inner) });
+        }
+    }
+}
+
+#[cold]
+pub(crate) fn null(what: &str) -> Error {
+    Error::new(Status::NullArgument, format!("expected a non-NULL {what}, found NULL"))
+}
+
+/// Reads a NUL-terminated UTF-8 argument.
+///
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string valid for the call.
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, Error> {
+    if p.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: per the contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str().map_err(|e| {
+        Error::new(
+            Status::InvalidArgument,
+            format!("expected UTF-8 for {what}, found an invalid byte at offset {}", e.valid_up_to()),
+        )
+    })
+}
+
+/// Reads an input buffer (`ptr` may be NULL only when `len` is 0).
+///
+/// # Safety
+/// `ptr` must be valid for `len` bytes during the call.
+pub(crate) unsafe fn bytes_arg<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Error> {
+    if ptr.is_null() {
+        if len == 0 {
+            return Ok(&[]);
+        }
+        return Err(null(what));
+    }
+    // SAFETY: per the contract.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Writes an out-parameter (only on success, by construction: callers write
+/// last).
+///
+/// # Safety
+/// `out` must be valid for writes if non-NULL.
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) {
+    // SAFETY: checked non-NULL by the caller before any work was done.
+    unsafe { out.write(value) };
+}
+
+/// Checks an out-parameter pointer before doing any work.
+pub(crate) fn out_arg<T>(out: *mut T, what: &str) -> Result<(), Error> {
+    if out.is_null() {
+        Err(null(what))
+    } else {
+        Ok(())
+    }
+}
+
+/// Host-supplied `user_data` with its destructor, freed exactly once on drop
+/// (the `(fn, user_data, free_user_data)` callback convention).
+pub(crate) struct ForeignData {
+    pub user_data: *mut c_void,
+    pub free: Option<unsafe extern "C" fn(*mut c_void)>,
+}
+
+// SAFETY: the C API documents that callbacks and free_user_data may run on
+// any thread; the host promises user_data tolerates that.
+unsafe impl Send for ForeignData {}
+// SAFETY: as above.
+unsafe impl Sync for ForeignData {}
+
+impl Drop for ForeignData {
+    fn drop(&mut self) {
+        if let Some(free) = self.free {
+            // SAFETY: the host's destructor for its own pointer, called once.
+            unsafe { free(self.user_data) };
+        }
+    }
+}
+
+/// A string for C: interior NULs are escaped rather than truncating.
+pub(crate) fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "\\0")).unwrap_or_default()
+}

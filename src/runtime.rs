@@ -1,0 +1,443 @@
+//! Runtime, load options, load/upgrade/unload, host functions and events.
+
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+
+use hotmod_core::abi::hotmod_output;
+use hotmod_core::{Error, Event, HostFunction, LoadOptions, OutputWriter, Runtime, Status, UpgradeOptions};
+
+use crate::ffi::{self, out_arg, str_arg, write_out, BoxHandle, ForeignData};
+use crate::module::{hotmod_module, ModuleBox};
+
+/// A hotmod runtime: the set of loaded modules and the host's services.
+///
+/// Thread-safe: every function taking a `const hotmod_runtime *` may be
+/// called from many threads at once. Create with `hotmod_runtime_new`, free
+/// with `hotmod_runtime_free` (which unloads every module).
+pub struct hotmod_runtime {
+    _private: [u8; 0],
+}
+
+impl BoxHandle for hotmod_runtime {
+    type Inner = Runtime;
+}
+
+/// Options for `hotmod_runtime_load` and `hotmod_runtime_upgrade`: expected
+/// SHA-256, configuration bytes for the plugin's init, and whether
+/// world-writable files are accepted. Not thread-safe; owned by the caller.
+pub struct hotmod_load_options {
+    _private: [u8; 0],
+}
+
+impl BoxHandle for hotmod_load_options {
+    type Inner = LoadOptions;
+}
+
+/// `hotmod_runtime_upgrade` flag: publish even if methods that callers hold
+/// handles to are removed or change signature (those handles then answer
+/// `HOTMOD_STATUS_SIGNATURE_CHANGED` or `HOTMOD_STATUS_STALE_HANDLE`).
+pub const HOTMOD_UPGRADE_FORCE: u32 = 1;
+/// `hotmod_runtime_unload` flag: also unload the modules that depend on it.
+pub const HOTMOD_UNLOAD_CASCADE: u32 = 1;
+
+/// An event, valid only during the callback it is passed to. Strings are
+/// never NULL (empty when not applicable).
+#[repr(C)]
+pub struct hotmod_event {
+    /// A `HOTMOD_EVENT_KIND_*` value.
+    pub kind: i32,
+    /// Status code for failures, log level for `HOTMOD_EVENT_KIND_LOG`, else 0.
+    pub code: i32,
+    /// Module name.
+    pub module: *const c_char,
+    /// Module version.
+    pub version: *const c_char,
+    /// Plugin file.
+    pub path: *const c_char,
+    /// Details.
+    pub message: *const c_char,
+}
+
+/// Receives lifecycle events and plugin log lines. Runs on the thread that
+/// caused the event (the caller of load/upgrade/unload, or the thread that
+/// released the last reference to a drained version). Must not call
+/// load/upgrade/unload/set_event_callback on the same runtime.
+pub type hotmod_event_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, event: *const hotmod_event)>;
+
+/// A host function plugins call by name through `host->call_host`. Reads
+/// `input_len` bytes at `input` and fills `output` per the `hotmod_output`
+/// protocol (copy into `output->buf` if it fits, or hand over memory with a
+/// `release` callback). Returns 0 on success; any other value is reported to
+/// the plugin as `HOTMOD_STATUS_PLUGIN_ERROR`. Called on the plugin's calling
+/// thread, possibly from many threads at once.
+pub type hotmod_host_fn = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, input: *const u8, input_len: usize, output: *mut hotmod_output) -> i32,
+>;
+
+/// A free function for `user_data`; called exactly once, on any thread.
+pub type hotmod_free_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// Creates a runtime. On success `*out` owns it.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_new(out: *mut *mut hotmod_runtime) -> Status {
+    ffi_status!({
+        out_arg(out, "out (hotmod_runtime **)")?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, hotmod_runtime::into_c(Runtime::new())) };
+        Ok(())
+    })
+}
+
+/// Unloads every module (dependents first) and frees the runtime. NULL is a
+/// no-op. Handles obtained from it stay valid to free; calls through them
+/// answer `HOTMOD_STATUS_STALE_HANDLE`. No call on this runtime may be in
+/// progress on another thread.
+///
+/// # Safety
+/// `rt` must be NULL or from `hotmod_runtime_new`, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_free(rt: *mut hotmod_runtime) {
+    ffi_value!((), {
+        // SAFETY: per the contract.
+        unsafe { hotmod_runtime::free(rt) }
+    })
+}
+
+/// Creates load options with defaults (no hash check, empty config,
+/// world-writable files refused).
+///
+/// # Safety
+/// `out` must be NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_load_options_new(out: *mut *mut hotmod_load_options) -> Status {
+    ffi_status!({
+        out_arg(out, "out (hotmod_load_options **)")?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, hotmod_load_options::into_c(LoadOptions::default())) };
+        Ok(())
+    })
+}
+
+/// Frees load options. NULL is a no-op.
+///
+/// # Safety
+/// `opts` must be NULL or from `hotmod_load_options_new`, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_load_options_free(opts: *mut hotmod_load_options) {
+    ffi_value!((), {
+        // SAFETY: per the contract.
+        unsafe { hotmod_load_options::free(opts) }
+    })
+}
+
+/// Requires the plugin file's SHA-256 to be `sha256_hex` (64 hex digits).
+/// The check happens before any plugin code runs.
+///
+/// # Safety
+/// `opts` from `hotmod_load_options_new`; `sha256_hex` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_load_options_set_sha256(
+    opts: *mut hotmod_load_options,
+    sha256_hex: *const c_char,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_load_options::get_mut(opts, "opts (hotmod_load_options *)")? };
+        // SAFETY: per the contract.
+        let hex = unsafe { str_arg(sha256_hex, "sha256_hex")? };
+        o.expect_sha256_hex(hex)
+    })
+}
+
+/// Sets the configuration bytes handed to the plugin's init hook (copied).
+///
+/// # Safety
+/// `opts` from `hotmod_load_options_new`; `config` valid for `len` bytes
+/// (may be NULL when `len` is 0).
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_load_options_set_config(
+    opts: *mut hotmod_load_options,
+    config: *const u8,
+    len: usize,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_load_options::get_mut(opts, "opts (hotmod_load_options *)")? };
+        // SAFETY: per the contract.
+        o.config = unsafe { ffi::bytes_arg(config, len, "config")? }.to_vec();
+        Ok(())
+    })
+}
+
+/// Accepts (non-zero) or refuses (0, the default) plugin files and
+/// directories that anyone may write to.
+///
+/// # Safety
+/// `opts` from `hotmod_load_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_load_options_set_allow_world_writable(
+    opts: *mut hotmod_load_options,
+    allow: i32,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_load_options::get_mut(opts, "opts (hotmod_load_options *)")? };
+        o.allow_world_writable = allow != 0;
+        Ok(())
+    })
+}
+
+fn options_or_default(opts: *const hotmod_load_options) -> Result<LoadOptions, Error> {
+    if opts.is_null() {
+        return Ok(LoadOptions::default());
+    }
+    // SAFETY: non-NULL options come from hotmod_load_options_new.
+    Ok(unsafe { hotmod_load_options::get(opts, "opts")? }.clone())
+}
+
+/// Loads the plugin at `path` (relative paths are resolved against the
+/// current directory) and activates it.
+///
+/// `opts` is optional (NULL: defaults). `out` is optional: NULL if you do
+/// not need a module handle; otherwise `*out` owns a new `hotmod_module` on
+/// success. Errors: `HOTMOD_STATUS_FILE_MISSING`,
+/// `HOTMOD_STATUS_PERMISSION_DENIED`, `HOTMOD_STATUS_NOT_A_LIBRARY`,
+/// `HOTMOD_STATUS_ENTRY_SYMBOL_MISSING`, `HOTMOD_STATUS_NOT_A_PLUGIN`,
+/// `HOTMOD_STATUS_ABI_UNSUPPORTED`, `HOTMOD_STATUS_INVALID_DESCRIPTOR`,
+/// `HOTMOD_STATUS_HASH_MISMATCH`, `HOTMOD_STATUS_NAME_CONFLICT`,
+/// `HOTMOD_STATUS_DEPENDENCY_UNSATISFIED`, `HOTMOD_STATUS_INIT_FAILED`,
+/// `HOTMOD_STATUS_UNSAFE_FILE`; the message names the file.
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `path` NUL-terminated; `opts` NULL or
+/// from `hotmod_load_options_new`; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_load(
+    rt: *const hotmod_runtime,
+    path: *const c_char,
+    opts: *const hotmod_load_options,
+    out: *mut *mut hotmod_module,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        // SAFETY: per the contract.
+        let path = unsafe { str_arg(path, "path")? };
+        let m = rt.load(path, &options_or_default(opts)?)?;
+        if !out.is_null() {
+            // SAFETY: non-NULL out is writable per the contract.
+            unsafe { write_out(out, hotmod_module::into_c(ModuleBox::new(m))) };
+        }
+        Ok(())
+    })
+}
+
+/// Upgrades module `name` to the plugin at `path` while calls keep flowing:
+/// the new build is validated, initialised, handed the old version's state
+/// and published atomically; calls in flight finish on the old version,
+/// which is then destroyed (and unmapped if safe). On failure the old
+/// version keeps serving and the status says why
+/// (`HOTMOD_STATUS_SIGNATURE_MISMATCH`, `HOTMOD_STATUS_VERSION_CONFLICT`,
+/// `HOTMOD_STATUS_DEPENDENCY_CYCLE`, `HOTMOD_STATUS_INIT_FAILED`, or any load
+/// error). `flags`: `HOTMOD_UPGRADE_FORCE`. `opts` and `out` are optional.
+///
+/// # Safety
+/// As for `hotmod_runtime_load`; `name` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_upgrade(
+    rt: *const hotmod_runtime,
+    name: *const c_char,
+    path: *const c_char,
+    opts: *const hotmod_load_options,
+    flags: u32,
+    out: *mut *mut hotmod_module,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        // SAFETY: per the contract.
+        let name = unsafe { str_arg(name, "name")? };
+        // SAFETY: per the contract.
+        let path = unsafe { str_arg(path, "path")? };
+        let opts = UpgradeOptions { load: options_or_default(opts)?, force: flags & HOTMOD_UPGRADE_FORCE != 0 };
+        let m = rt.upgrade(name, path, &opts)?;
+        if !out.is_null() {
+            // SAFETY: non-NULL out is writable per the contract.
+            unsafe { write_out(out, hotmod_module::into_c(ModuleBox::new(m))) };
+        }
+        Ok(())
+    })
+}
+
+/// Unloads module `name`: new calls are refused at once, calls in flight
+/// finish, then it is destroyed. Refused with `HOTMOD_STATUS_MODULE_IN_USE`
+/// while other modules depend on it, unless `flags` has
+/// `HOTMOD_UNLOAD_CASCADE`.
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `name` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_unload(rt: *const hotmod_runtime, name: *const c_char, flags: u32) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        // SAFETY: per the contract.
+        let name = unsafe { str_arg(name, "name")? };
+        rt.unload(name, flags & HOTMOD_UNLOAD_CASCADE != 0)
+    })
+}
+
+struct CHostFunction {
+    f: unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut hotmod_output) -> i32,
+    data: ForeignData,
+}
+
+impl HostFunction for CHostFunction {
+    fn call(&self, input: &[u8], out: &mut OutputWriter<'_>) -> Result<(), String> {
+        // SAFETY: the host registered f for exactly this use.
+        let rc = unsafe { (self.f)(self.data.user_data, input.as_ptr(), input.len(), out.raw()) };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(format!("returned {rc}"))
+        }
+    }
+}
+
+/// Registers (or replaces) the host function `name` for plugins to call.
+/// `free_user_data` (optional) runs once when the function is replaced or
+/// the runtime is freed.
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `name` NUL-terminated; `func` callable
+/// from any thread with `user_data`.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_register_host_function(
+    rt: *const hotmod_runtime,
+    name: *const c_char,
+    func: hotmod_host_fn,
+    user_data: *mut c_void,
+    free_user_data: hotmod_free_fn,
+) -> Status {
+    ffi_status!({
+        let data = ForeignData { user_data, free: free_user_data };
+        // SAFETY: per the contract.
+        let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        // SAFETY: per the contract.
+        let name = unsafe { str_arg(name, "name")? };
+        let f = func.ok_or_else(|| ffi::null("func (hotmod_host_fn)"))?;
+        rt.register_host_function(name, Arc::new(CHostFunction { f, data }))
+    })
+}
+
+/// Sets the event callback (or clears it when `callback` is NULL). The
+/// previous callback's `free_user_data` runs once it can no longer be
+/// called. See `hotmod_event_fn` for the calling thread.
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `callback` callable from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_set_event_callback(
+    rt: *const hotmod_runtime,
+    callback: hotmod_event_fn,
+    user_data: *mut c_void,
+    free_user_data: hotmod_free_fn,
+) -> Status {
+    ffi_status!({
+        let data = ForeignData { user_data, free: free_user_data };
+        // SAFETY: per the contract.
+        let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        let Some(cb) = callback else {
+            rt.set_event_handler(None);
+            return Ok(());
+        };
+        rt.set_event_handler(Some(Arc::new(move |e: &Event| {
+            let data = &data; // capture the whole ForeignData (Send + Sync), not its raw field
+            let (module, version, path, message) =
+                (ffi::cstring(&e.module), ffi::cstring(&e.version), ffi::cstring(&e.path), ffi::cstring(&e.message));
+            let ev = hotmod_event {
+                kind: e.kind as i32,
+                code: e.code,
+                module: module.as_ptr(),
+                version: version.as_ptr(),
+                path: path.as_ptr(),
+                message: message.as_ptr(),
+            };
+            // SAFETY: the host registered cb for this use; ev lives for the call.
+            unsafe { cb(data.user_data, &ev) };
+        })));
+        Ok(())
+    })
+}
+
+/// Looks up a loaded module by name; `*out` owns a new handle on success.
+/// `HOTMOD_STATUS_MODULE_NOT_FOUND` if none.
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `name` NUL-terminated; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_module(
+    rt: *const hotmod_runtime,
+    name: *const c_char,
+    out: *mut *mut hotmod_module,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        // SAFETY: per the contract.
+        let name = unsafe { str_arg(name, "name")? };
+        out_arg(out, "out (hotmod_module **)")?;
+        let m = rt.module(name)?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, hotmod_module::into_c(ModuleBox::new(m))) };
+        Ok(())
+    })
+}
+
+/// Number of loaded modules.
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_module_count(rt: *const hotmod_runtime, out: *mut usize) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        out_arg(out, "out (size_t *)")?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, rt.modules().len()) };
+        Ok(())
+    })
+}
+
+/// The `index`-th loaded module in name order; `*out` owns a new handle.
+/// `HOTMOD_STATUS_INVALID_ARGUMENT` if `index` is out of range (the set may
+/// change between calls when other threads load or unload).
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_module_at(
+    rt: *const hotmod_runtime,
+    index: usize,
+    out: *mut *mut hotmod_module,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        out_arg(out, "out (hotmod_module **)")?;
+        let mods = rt.modules();
+        let m = mods.get(index).cloned().ok_or_else(|| {
+            Error::new(
+                Status::InvalidArgument,
+                format!("expected a module index below {}, found {index}", mods.len()),
+            )
+        })?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, hotmod_module::into_c(ModuleBox::new(m))) };
+        Ok(())
+    })
+}
