@@ -39,8 +39,11 @@ plugins: lib
 	@mkdir -p $(PLUGINS)
 	$(CC) $(PLUGIN_CFLAGS) examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum.so
 	$(CC) $(PLUGIN_CFLAGS) -DCHECKSUM_V2 examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum-v2.so
-	$(CARGO) build --release -p hotmod-example-text
+	$(CC) $(PLUGIN_CFLAGS) tests/fixtures/probe.c -o $(PLUGINS)/libprobe.so
+	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
 	cp $(LIBDIR)/libhotmod_example_text.so $(PLUGINS)/libtext.so
+	cp $(LIBDIR)/libhotmod_fixture_lifecycle.so $(PLUGINS)/liblifecycle.so
+	cp $(LIBDIR)/libhotmod_fixture_tls.so $(PLUGINS)/libtls.so
 
 demo: deps all
 	@mkdir -p $(BUILD)
