@@ -39,7 +39,13 @@ plugins: lib
 	@mkdir -p $(PLUGINS)
 	$(CC) $(PLUGIN_CFLAGS) examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum.so
 	$(CC) $(PLUGIN_CFLAGS) -DCHECKSUM_V2 examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum-v2.so
+	$(CC) $(PLUGIN_CFLAGS) -DCHECKSUM_VERSION='"1.1.0"' examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum-v1.1.so
+	$(CC) $(PLUGIN_CFLAGS) tests/fixtures/checksum_breaking.c -o $(PLUGINS)/libchecksum-breaking.so
 	$(CC) $(PLUGIN_CFLAGS) tests/fixtures/probe.c -o $(PLUGINS)/libprobe.so
+	$(CC) $(PLUGIN_CFLAGS) -DDEP_DEPENDENT tests/fixtures/deps.c -o $(PLUGINS)/libdependent.so
+	$(CC) $(PLUGIN_CFLAGS) -DDEP_CYCLE_A tests/fixtures/deps.c -o $(PLUGINS)/libcycle-a.so
+	$(CC) $(PLUGIN_CFLAGS) -DDEP_CYCLE_B tests/fixtures/deps.c -o $(PLUGINS)/libcycle-b.so
+	$(CC) $(PLUGIN_CFLAGS) -DDEP_MISSING tests/fixtures/deps.c -o $(PLUGINS)/liborphan.so
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
 	cp $(LIBDIR)/libhotmod_example_text.so $(PLUGINS)/libtext.so
 	cp $(LIBDIR)/libhotmod_fixture_lifecycle.so $(PLUGINS)/liblifecycle.so

@@ -304,7 +304,22 @@ fn map_memfd(image: &Image) -> Result<Option<Mapped>> {
     if !Path::new(&proc_path).exists() {
         return Ok(None); // no /proc: fall back to a private file
     }
-    let lib = open_local(&proc_path).map_err(|e| dl_error(image, &proc_path, e))?;
+    // The dynamic loader recognises libraries by the name they were opened
+    // with. `/proc/self/fd/N` names are reused as descriptors are, and a
+    // library may stay resident after dlclose (for example while a thread
+    // still holds one of its TLS destructors), so a reused name could hand
+    // back an old library. Open through a symlink with a name used once.
+    let dir = tempfile::Builder::new()
+        .prefix("hotmod-load-")
+        .tempdir()
+        .map_err(|e| Error::new(Status::Io, format!("cannot create a private load directory: {e}")))?;
+    static LOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = LOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let link = dir.path().join(format!("{}-{n}-{base}", std::process::id()));
+    std::os::unix::fs::symlink(&proc_path, &link)
+        .map_err(|e| Error::new(Status::Io, format!("cannot link '{}' for loading: {e}", image.path.display())))?;
+    let shown = link.to_string_lossy().into_owned();
+    let lib = open_local(&shown).map_err(|e| dl_error(image, &shown, e))?;
     Ok(Some(Mapped { lib: Some(lib), _backing: Backing::Memfd(OwnedFd::from(file)) }))
 }
 

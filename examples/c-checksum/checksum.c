@@ -22,10 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef CHECKSUM_VERSION
 #ifdef CHECKSUM_V2
 #define CHECKSUM_VERSION "2.0.0"
 #else
 #define CHECKSUM_VERSION "1.0.0"
+#endif
 #endif
 
 typedef struct checksum {

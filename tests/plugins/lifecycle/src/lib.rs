@@ -1,6 +1,6 @@
 //! Test fixture plugin `lifecycle`.
 //!
-//! Each instance has an id. `work` counts itself in flight while it runs;
+//! Each instance has an id (from the host function `new_id` if registered). `work` counts itself in flight while it runs;
 //! dropping the instance (the destroy hook) reports `destroyed(id)` to the
 //! host, and `violation(id)` first if a call was still in flight — so tests
 //! can prove that destroy runs exactly once, after the last call. The
@@ -30,9 +30,14 @@ impl Plugin for Lifecycle {
             b"panic-init" => panic!("init panicked on purpose"),
             _ => {}
         }
-        // Ids are unique across copies of this library: the counter is per
-        // copy, so mix in the address of a per-copy static.
-        let id = (NEXT.fetch_add(1, Ordering::Relaxed) << 32) ^ (&NEXT as *const _ as u64 >> 4);
+        // Ids come from the host (host function "new_id") when it offers
+        // one: statics are per copy of this library, and a new copy may be
+        // mapped where an unloaded one was, so only the host can number
+        // instances uniquely across upgrades.
+        let id = match host.call_host("new_id", b"") {
+            Ok(b) if b.len() == 8 => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+            _ => NEXT.fetch_add(1, Ordering::Relaxed),
+        };
         Ok(Lifecycle { host, id, generation: 1, in_flight: AtomicUsize::new(0), fail_import: config == b"fail-import" })
     }
 
