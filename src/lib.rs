@@ -30,7 +30,6 @@ mod stats;
 #[cfg(all(hotmod_symver, not(test)))]
 include!(concat!(env!("OUT_DIR"), "/symver.rs"));
 
-
 /// The library's version, `"MAJOR.MINOR.PATCH"` (static storage; equal to
 /// the header's `HOTMOD_VERSION_STRING` for a matching header).
 #[no_mangle]
@@ -53,9 +52,8 @@ pub extern "C" fn hotmod_status_str(code: i32) -> *const c_char {
 fn status_cstr(s: hotmod_core::Status) -> *const c_char {
     use std::sync::OnceLock;
     static TABLE: OnceLock<Vec<(i32, std::ffi::CString)>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        hotmod_core::Status::all().iter().map(|s| (s.code(), ffi::cstring(s.describe()))).collect()
-    });
+    let table = TABLE
+        .get_or_init(|| hotmod_core::Status::all().iter().map(|s| (s.code(), ffi::cstring(s.describe()))).collect());
     table.iter().find(|(c, _)| *c == s.code()).map(|(_, m)| m.as_ptr()).unwrap_or(c"unknown status".as_ptr())
 }
 

@@ -61,7 +61,11 @@ pub unsafe extern "C" fn hotmod_module_free(m: *mut hotmod_module) {
 }
 
 /// Which string of a module `hotmod_module_string` returns.
-fn module_string(m: *const hotmod_module, out: *mut *const c_char, pick: fn(&ModuleBox) -> &CString) -> hotmod_core::Result<()> {
+fn module_string(
+    m: *const hotmod_module,
+    out: *mut *const c_char,
+    pick: fn(&ModuleBox) -> &CString,
+) -> hotmod_core::Result<()> {
     // SAFETY: callers pass their contract on.
     let b = unsafe { hotmod_module::get(m, "m (hotmod_module *)")? };
     out_arg(out, "out (const char **)")?;
@@ -195,8 +199,7 @@ pub unsafe extern "C" fn hotmod_module_dependency_info(
         let b = unsafe { hotmod_module::get(m, "m (hotmod_module *)")? };
         out_arg(name, "name (const char **)")?;
         out_arg(requirement, "requirement (const char **)")?;
-        let (n, r) =
-            b.dependencies.get(index).ok_or_else(|| index_error("dependency", index, b.dependencies.len()))?;
+        let (n, r) = b.dependencies.get(index).ok_or_else(|| index_error("dependency", index, b.dependencies.len()))?;
         // SAFETY: checked non-NULL.
         unsafe {
             write_out(name, n.as_ptr());

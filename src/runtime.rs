@@ -431,10 +431,7 @@ pub unsafe extern "C" fn hotmod_runtime_module_at(
         out_arg(out, "out (hotmod_module **)")?;
         let mods = rt.modules();
         let m = mods.get(index).cloned().ok_or_else(|| {
-            Error::new(
-                Status::InvalidArgument,
-                format!("expected a module index below {}, found {index}", mods.len()),
-            )
+            Error::new(Status::InvalidArgument, format!("expected a module index below {}, found {index}", mods.len()))
         })?;
         // SAFETY: checked non-NULL.
         unsafe { write_out(out, hotmod_module::into_c(ModuleBox::new(m))) };

@@ -89,7 +89,11 @@ pub unsafe extern "C" fn hotmod_stats_count(s: *const hotmod_stats, out: *mut us
 /// # Safety
 /// `s` a snapshot; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn hotmod_stats_get(s: *const hotmod_stats, index: usize, out: *mut hotmod_method_stats) -> Status {
+pub unsafe extern "C" fn hotmod_stats_get(
+    s: *const hotmod_stats,
+    index: usize,
+    out: *mut hotmod_method_stats,
+) -> Status {
     ffi_status!({
         // SAFETY: per the contract.
         let s = unsafe { hotmod_stats::get(s, "s (hotmod_stats *)")? };
@@ -138,7 +142,10 @@ pub unsafe extern "C" fn hotmod_stats_free(s: *mut hotmod_stats) {
 /// # Safety
 /// `rt` from `hotmod_runtime_new`; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn hotmod_runtime_stats_prometheus(rt: *const hotmod_runtime, out: *mut *mut hotmod_buffer) -> Status {
+pub unsafe extern "C" fn hotmod_runtime_stats_prometheus(
+    rt: *const hotmod_runtime,
+    out: *mut *mut hotmod_buffer,
+) -> Status {
     ffi_status!({
         // SAFETY: per the contract.
         let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };

@@ -81,8 +81,7 @@ pub struct hotmod_slice {
 /// Releases memory that a plugin (or the host) handed over through a
 /// [`hotmod_output`]. Called exactly once, with the `release_ctx`, `data` and
 /// `len` that were stored in the output, from any thread.
-pub type hotmod_release_fn =
-    Option<unsafe extern "C" fn(release_ctx: *mut c_void, data: *const u8, len: usize)>;
+pub type hotmod_release_fn = Option<unsafe extern "C" fn(release_ctx: *mut c_void, data: *const u8, len: usize)>;
 
 /// The output slot of a call.
 ///
@@ -119,9 +118,8 @@ pub struct hotmod_output {
 /// `input` is borrowed for the duration of the call. The method fills `output`
 /// as described on [`hotmod_output`] and returns a `HOTMOD_PLUGIN_*` status.
 /// Methods may be called from many threads at once.
-pub type hotmod_method_fn = Option<
-    unsafe extern "C" fn(instance: *mut c_void, input: hotmod_slice, output: *mut hotmod_output) -> i32,
->;
+pub type hotmod_method_fn =
+    Option<unsafe extern "C" fn(instance: *mut c_void, input: hotmod_slice, output: *mut hotmod_output) -> i32>;
 
 /// One method a plugin offers.
 #[repr(C)]
@@ -195,9 +193,8 @@ pub struct hotmod_host_api {
 /// `init` hook: receives the host table and the per-plugin configuration
 /// bytes, stores an instance pointer in `*instance` and returns
 /// `HOTMOD_PLUGIN_OK`, or fails (the plugin is then not loaded).
-pub type hotmod_init_fn = Option<
-    unsafe extern "C" fn(host: *const hotmod_host_api, config: hotmod_slice, instance: *mut *mut c_void) -> i32,
->;
+pub type hotmod_init_fn =
+    Option<unsafe extern "C" fn(host: *const hotmod_host_api, config: hotmod_slice, instance: *mut *mut c_void) -> i32>;
 /// `activate` hook: the version is about to serve calls. Non-zero refuses.
 pub type hotmod_activate_fn = Option<unsafe extern "C" fn(instance: *mut c_void) -> i32>;
 /// `deactivate` hook: the version has served its last call.

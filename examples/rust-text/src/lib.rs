@@ -58,8 +58,9 @@ fn upper(t: &Text, input: &[u8], out: &mut Output) -> Result<(), PluginError> {
 
 fn reverse(t: &Text, input: &[u8], out: &mut Output) -> Result<(), PluginError> {
     t.count();
-    let s = std::str::from_utf8(input)
-        .map_err(|e| PluginError::InvalidInput(format!("expected UTF-8, found an invalid byte at offset {}", e.valid_up_to())))?;
+    let s = std::str::from_utf8(input).map_err(|e| {
+        PluginError::InvalidInput(format!("expected UTF-8, found an invalid byte at offset {}", e.valid_up_to()))
+    })?;
     let r: String = s.chars().rev().collect();
     out.write(r.as_bytes())
 }
