@@ -6,6 +6,9 @@
 //! - a hotmod call through a resolved handle (core API and C API),
 //! - a hotmod call by name (core API and C API),
 //!
+//! then call latency and throughput in steady state versus during
+//! continuous upgrades, and how long an upgrade takes to publish.
+//!
 //! and prints nanoseconds per call with ratios against the baselines; the
 //! table is also written as JSON to `build/bench-call-path.json`. Timing is
 //! the median of several rounds. Plugins come from `HOTMOD_PLUGIN_DIR`
@@ -14,10 +17,12 @@
 use std::ffi::{c_char, c_void, CStr};
 use std::hint::black_box;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use hotmod_abi as abi;
-use hotmod_core::{LoadOptions, Runtime};
+use hotmod_core::{Event, EventKind, LoadOptions, Runtime, UpgradeOptions};
 
 const ROUNDS: usize = 7;
 
@@ -212,6 +217,122 @@ fn bench_method(
     rows
 }
 
+/// Calls per second and mean latency of `callers` threads calling
+/// checksum.crc32 by handle for `secs`, optionally while the main thread
+/// upgrades the module back and forth; also the upgrades' start-to-publish
+/// and start-to-return times.
+fn upgrade_phase(rt: &Arc<Runtime>, plugins: &std::path::Path, callers: usize, secs: f64, upgrading: bool) -> Phase {
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..callers)
+        .map(|_| {
+            let (rt, stop) = (rt.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let crc = rt.method("checksum", "crc32").unwrap();
+                let mut buf = [0u8; 8];
+                let (mut calls, mut failed, mut worst) = (0u64, 0u64, 0u128);
+                let start = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if crc.call_into(black_box(b"123456789"), &mut buf).is_err() {
+                        failed += 1;
+                    }
+                    worst = worst.max(t.elapsed().as_nanos());
+                    calls += 1;
+                }
+                (calls, failed, worst, start.elapsed())
+            })
+        })
+        .collect();
+    let published: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let p = published.clone();
+    rt.set_event_handler(Some(Arc::new(move |e: &Event| {
+        if e.kind == EventKind::Activated {
+            p.lock().unwrap().push(Instant::now());
+        }
+    })));
+    let (mut starts, mut totals) = (Vec::new(), Vec::new());
+    let end = Instant::now() + std::time::Duration::from_secs_f64(secs);
+    let mut i = 0;
+    while Instant::now() < end {
+        if upgrading {
+            let file = if i % 2 == 0 { "libchecksum-v2.so" } else { "libchecksum.so" };
+            let t = Instant::now();
+            rt.upgrade("checksum", plugins.join(file), &UpgradeOptions::default()).unwrap();
+            totals.push(t.elapsed());
+            starts.push(t);
+            i += 1;
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut calls, mut failed, mut worst, mut busy) = (0, 0, 0, 0.0);
+    for t in threads {
+        let (c, f, w, d) = t.join().unwrap();
+        calls += c;
+        failed += f;
+        worst = worst.max(w);
+        busy += d.as_secs_f64();
+    }
+    rt.set_event_handler(None);
+    let published = published.lock().unwrap();
+    let mut to_publish: Vec<f64> =
+        starts.iter().zip(published.iter()).map(|(s, p)| p.duration_since(*s).as_secs_f64() * 1e6).collect();
+    let mut total: Vec<f64> = totals.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    to_publish.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    total.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = |v: &[f64]| if v.is_empty() { 0.0 } else { v[v.len() / 2] };
+    Phase {
+        calls,
+        failed,
+        mean_ns: busy * 1e9 / calls as f64,
+        worst_us: worst as f64 / 1e3,
+        per_sec: calls as f64 / secs,
+        upgrades: starts.len(),
+        publish_us: median(&to_publish),
+        upgrade_us: median(&total),
+    }
+}
+
+struct Phase {
+    calls: u64,
+    failed: u64,
+    mean_ns: f64,
+    worst_us: f64,
+    per_sec: f64,
+    upgrades: usize,
+    publish_us: f64,
+    upgrade_us: f64,
+}
+
+fn bench_upgrades(plugins: &std::path::Path) {
+    let rt = Arc::new(Runtime::new());
+    rt.load(plugins.join("libchecksum.so"), &LoadOptions::default()).unwrap();
+    let callers = 2;
+    let steady = upgrade_phase(&rt, plugins, callers, 2.0, false);
+    let during = upgrade_phase(&rt, plugins, callers, 2.0, true);
+    println!(
+        "
+checksum.crc32 by handle, {callers} calling threads, 2 s each (one upgrading thread in the second phase)"
+    );
+    println!("  {:<26} {:>12} {:>10} {:>12} {:>8}", "phase", "calls/s", "mean ns", "worst us", "failed");
+    for (name, p) in [("steady state", &steady), ("continuous upgrades", &during)] {
+        println!("  {:<26} {:>12.0} {:>10.1} {:>12.1} {:>8}", name, p.per_sec, p.mean_ns, p.worst_us, p.failed);
+    }
+    println!(
+        "  => latency during upgrades / steady: {:.2}x; throughput {:.2}x; {} upgrades, {} failed calls of {}",
+        during.mean_ns / steady.mean_ns,
+        during.per_sec / steady.per_sec,
+        during.upgrades,
+        during.failed + steady.failed,
+        during.calls + steady.calls
+    );
+    println!(
+        "  => upgrade start to publish: median {:.1} us; start to return (incl. drain and destroy): median {:.1} us",
+        during.publish_us, during.upgrade_us
+    );
+}
+
 fn main() {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let plugins =
@@ -221,6 +342,7 @@ fn main() {
     let mut rows = Vec::new();
     rows.extend(bench_method(&plugins, &lib_dir, "libchecksum.so", c"checksum", c"length", &[0u8; 16]));
     rows.extend(bench_method(&plugins, &lib_dir, "libchecksum.so", c"checksum", c"crc32", &[7u8; 64]));
+    bench_upgrades(&plugins);
     let json: Vec<String> = rows
         .iter()
         .map(|r| {
