@@ -1,0 +1,222 @@
+"""Per-call cost of a hotmod call from Python, against same-run baselines.
+
+For 16 B, 64 KiB and 1 MiB payloads, times the same plugin function
+(``probe.noop``: reads no payload byte, so the plugin's own work is constant)
+called
+
+* through a resolved hotmod method handle (``Method.__call__``),
+* by name (``Runtime.call``),
+* through ctypes: the .so loaded with ``ctypes.CDLL``, ``hotmod_plugin_v1``
+  called for the descriptor, the method's function pointer called with a
+  ``hotmod_slice`` built over the bytes (no copy) and a ``hotmod_output``,
+
+and the floor: a pyo3 function in the same native module that takes one
+argument and does nothing (plus two steps towards a call: acquiring the
+input buffer, and that plus releasing the GIL).
+
+Prints a table and the ratios; ``--json FILE`` also writes the numbers.
+Nothing is hard-coded: every figure is measured in this run.
+
+Usage: python bench/bench.py [--plugins DIR] [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import hotmod
+from hotmod import _native
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_PLUGINS = Path(os.environ.get("HOTMOD_PLUGIN_DIR") or HERE.parent.parent.parent / "build" / "plugins")
+
+PAYLOADS = [("16 B", 16), ("64 KiB", 64 * 1024), ("1 MiB", 1024 * 1024)]
+
+
+# The plugin ABI v1 structures (abi/src/lib.rs, include/hotmod_plugin.h).
+class HotmodSlice(ctypes.Structure):
+    _fields_ = [("ptr", ctypes.c_char_p), ("len", ctypes.c_size_t)]
+
+
+RELEASE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+
+
+class HotmodOutput(ctypes.Structure):
+    _fields_ = [
+        ("buf", ctypes.c_void_p),
+        ("capacity", ctypes.c_size_t),
+        ("data", ctypes.c_void_p),
+        ("len", ctypes.c_size_t),
+        ("release", ctypes.c_void_p),
+        ("release_ctx", ctypes.c_void_p),
+    ]
+
+
+METHOD_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, HotmodSlice, ctypes.POINTER(HotmodOutput))
+INIT_FN = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, HotmodSlice, ctypes.POINTER(ctypes.c_void_p))
+
+
+class HotmodMethodDef(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("signature", ctypes.c_char_p), ("func", ctypes.c_void_p)]
+
+
+class HotmodDescriptor(ctypes.Structure):
+    _fields_ = [
+        ("magic", ctypes.c_uint32),
+        ("abi_major", ctypes.c_uint16),
+        ("abi_minor", ctypes.c_uint16),
+        ("descriptor_size", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("name", ctypes.c_char_p),
+        ("version", ctypes.c_char_p),
+        ("description", ctypes.c_char_p),
+        ("dependencies", ctypes.c_void_p),
+        ("dependency_count", ctypes.c_size_t),
+        ("methods", ctypes.POINTER(HotmodMethodDef)),
+        ("method_count", ctypes.c_size_t),
+        ("init", ctypes.c_void_p),
+        ("activate", ctypes.c_void_p),
+        ("deactivate", ctypes.c_void_p),
+        ("destroy", ctypes.c_void_p),
+        ("export_state", ctypes.c_void_p),
+        ("import_state", ctypes.c_void_p),
+    ]
+
+
+def ctypes_method(path: Path, method: str) -> Callable[[bytes], int]:
+    """The plugin's method called through ctypes, as a ctypes user would."""
+    lib = ctypes.CDLL(str(path))
+    entry = lib.hotmod_plugin_v1
+    entry.restype = ctypes.POINTER(HotmodDescriptor)
+    desc = entry().contents
+    if desc.magic != 0x484D4F44:
+        raise RuntimeError(f"{path}: expected the hotmod magic, found {desc.magic:#x}")
+    instance = ctypes.c_void_p()
+    if desc.init:
+        rc = INIT_FN(desc.init)(None, HotmodSlice(None, 0), ctypes.byref(instance))
+        if rc != 0:
+            raise RuntimeError(f"{path}: init returned {rc}")
+    for i in range(desc.method_count):
+        if desc.methods[i].name == method.encode():
+            fn = METHOD_FN(desc.methods[i].func)
+            break
+    else:
+        raise RuntimeError(f"{path}: no method {method!r}")
+    inst = instance.value
+    scratch = ctypes.create_string_buffer(256)
+    out = HotmodOutput()
+    out_ref = ctypes.byref(out)
+
+    def call(data: bytes) -> int:
+        out.buf = ctypes.addressof(scratch)
+        out.capacity = 256
+        out.data = None
+        out.len = 0
+        rc = fn(inst, HotmodSlice(data, len(data)), out_ref)
+        if rc != 0:
+            raise RuntimeError(f"ctypes call failed with status {rc}")
+        return out.len
+
+    call._keep = (lib, scratch, out)  # type: ignore[attr-defined]
+    return call
+
+
+def per_call_ns(fn: Callable[[Any], Any], arg: Any, budget_s: float, repeats: int) -> float:
+    """Best (lowest) mean time per call over `repeats` timed loops, in ns."""
+    n = 1
+    while True:  # size a loop to ~budget/repeats
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn(arg)
+        dt = time.perf_counter_ns() - t0
+        if dt > budget_s * 1e9 / repeats / 4 or n >= 1 << 24:
+            break
+        n *= 2
+    n = max(1, int(n * (budget_s * 1e9 / repeats) / max(dt, 1)))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn(arg)
+        best = min(best, (time.perf_counter_ns() - t0) / n)
+    return best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--plugins", type=Path, default=DEFAULT_PLUGINS, help="directory with libprobe.so")
+    ap.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
+    ap.add_argument("--json", type=Path, help="also write the results as JSON")
+    args = ap.parse_args()
+    probe_so = args.plugins / "libprobe.so"
+    if not probe_so.exists():
+        print(f"bench: expected {probe_so}, found nothing; run `make plugins` at the repository root", file=sys.stderr)
+        return 2
+    budget, repeats = (0.15, 5) if args.quick else (0.6, 7)
+
+    rt = hotmod.Runtime()
+    rt.load(probe_so)
+    handle = rt.method("probe", "noop")
+    by_name = rt.call
+    via_ctypes = ctypes_method(probe_so, "noop")
+
+    def name_call(data: bytes) -> Any:
+        return by_name("probe", "noop", data)
+
+    rows = [
+        ("pyo3 no-op (floor)", _native._bench_noop),
+        ("  + buffer acquire", _native._bench_buffer),
+        ("  + GIL release", _native._bench_detach),
+        ("hotmod handle", handle),
+        ("hotmod by name", name_call),
+        ("ctypes", via_ctypes),
+    ]
+    results: dict[str, dict[str, float]] = {name: {} for name, _ in rows}
+    for label, size in PAYLOADS:
+        data = bytes(size)
+        # Same function, same answer, before timing anything.
+        assert len(handle(data)) == 0 and via_ctypes(data) == 0
+        for name, fn in rows:
+            results[name][label] = per_call_ns(fn, data, budget, repeats)
+
+    print(f"hotmod {hotmod.__version__} | Python {platform.python_version()} | {platform.machine()} | probe.noop")
+    print(f"ns per call (best mean of {repeats} loops)\n")
+    header = f"{'':22}" + "".join(f"{label:>12}" for label, _ in PAYLOADS)
+    print(header)
+    print("-" * len(header))
+    for name, _ in rows:
+        print(f"{name:22}" + "".join(f"{results[name][label]:>12.1f}" for label, _ in PAYLOADS))
+
+    def ratio(a: str, b: str, label: str) -> float:
+        return results[a][label] / results[b][label]
+
+    print("\nratios (lower is better)")
+    checks = []
+    for label, _ in PAYLOADS:
+        r_ctypes = ratio("hotmod handle", "ctypes", label)
+        r_floor = ratio("hotmod handle", "pyo3 no-op (floor)", label)
+        checks.append((f"handle / ctypes      {label:>7}", r_ctypes, 0.2))
+        checks.append((f"handle / pyo3 floor  {label:>7}", r_floor, 1.5))
+        checks.append((f"by name / ctypes     {label:>7}", ratio("hotmod by name", "ctypes", label), 0.2))
+    size_ratio = results["hotmod handle"]["1 MiB"] / results["hotmod handle"]["16 B"]
+    checks.append(("handle 1 MiB / 16 B        ", size_ratio, 1.2))
+    for text, value, target in checks:
+        verdict = "meets" if value < target else "MISSES"
+        print(f"  {text}  {value:6.3f}   target < {target:<4} {verdict}")
+
+    if args.json:
+        args.json.write_text(json.dumps({"ns_per_call": results, "ratios": {t.strip(): v for t, v, _ in checks}}, indent=2))
+    rt.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

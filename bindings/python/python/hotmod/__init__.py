@@ -1,0 +1,50 @@
+"""hotmod: hot-swappable native plugin modules for Python.
+
+Load plugin modules (``.so`` files written in C, C++, Rust, Zig, Go...), call
+their methods with zero-copy buffers and the GIL released, upgrade them
+under load without a restart, and watch them::
+
+    import hotmod
+
+    with hotmod.Runtime() as rt:
+        checksum = rt.load("build/plugins/libchecksum.so")
+        crc32 = checksum.method("crc32")          # resolve once...
+        out = crc32(b"hello world")               # ...call fast; any bytes-like input
+        print(int.from_bytes(out, "little"))      # out is a read-only buffer
+        rt.upgrade("checksum", "build/plugins/libchecksum-v2.so")  # crc32 keeps working
+
+Errors are :class:`HotmodError` subclasses carrying the numeric status code
+shared with the C API and Node (:class:`Status`).
+"""
+
+from __future__ import annotations
+
+from ._enums import EventKind, Status
+from ._errors import *  # noqa: F403  (the exception classes, listed in _errors.__all__)
+from ._errors import __all__ as _error_names
+from ._native import (
+    DependencyInfo,
+    Event,
+    Method,
+    MethodInfo,
+    MethodStats,
+    Module,
+    Output,
+    Runtime,
+    __version__,
+)
+
+__all__ = [
+    "Runtime",
+    "Module",
+    "Method",
+    "Output",
+    "MethodInfo",
+    "DependencyInfo",
+    "MethodStats",
+    "Event",
+    "Status",
+    "EventKind",
+    "__version__",
+    *_error_names,
+]

@@ -1,0 +1,343 @@
+"""Type stubs for the native half of hotmod (``hotmod._native``).
+
+Import from :mod:`hotmod`, not from here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import final
+
+from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
+
+from ._enums import EventKind
+
+__version__: str
+
+_StrPath = str | os.PathLike[str]
+_Config = Buffer | str
+
+@final
+class Runtime:
+    """A hotmod runtime: a set of loaded plugin modules and the services the
+    host offers them.
+
+    Use it as a context manager (or call :meth:`close`): closing unloads every
+    module, dependents first. All methods may be called from many threads;
+    plugin calls and administrative operations release the GIL.
+    """
+
+    def __init__(self, *, drain_timeout: float = 0.2) -> None:
+        """Creates a runtime. ``drain_timeout`` (seconds) is how long an
+        upgrade or unload waits for calls in flight on the old version before
+        returning (calls are never cut short)."""
+
+    def load(
+        self,
+        path: _StrPath,
+        *,
+        config: _Config | None = None,
+        sha256: str | None = None,
+        allow_world_writable: bool = False,
+    ) -> Module:
+        """Loads the plugin file at ``path`` and activates it.
+
+        ``config`` is handed to the plugin's init hook; ``sha256`` (64 hex
+        digits) refuses the file unless its bytes match, checked before any
+        plugin code runs; ``allow_world_writable`` accepts files or
+        directories anyone may write to. Raises a :class:`hotmod.LoadError`
+        subclass on failure.
+        """
+
+    def load_all(
+        self,
+        paths: Sequence[_StrPath],
+        *,
+        config: _Config | None = None,
+        sha256: str | None = None,
+        allow_world_writable: bool = False,
+    ) -> list[Module]:
+        """Loads several plugin files in dependency order; nothing is loaded
+        unless every file validates (a cycle raises
+        :class:`hotmod.DependencyCycleError`)."""
+
+    def upgrade(
+        self,
+        name: str,
+        path: _StrPath,
+        *,
+        force: bool = False,
+        config: _Config | None = None,
+        sha256: str | None = None,
+        allow_world_writable: bool = False,
+    ) -> Module:
+        """Replaces the running version of module ``name`` with the plugin at
+        ``path`` while calls keep flowing; returns the new :class:`Module`.
+
+        Refused (the old version keeps serving) when the new build removes or
+        changes methods that callers hold handles to, unless ``force``.
+        """
+
+    def unload(self, name: str, *, cascade: bool = False) -> None:
+        """Unloads module ``name`` (calls in flight finish first). Raises
+        :class:`hotmod.ModuleInUseError` while other modules depend on it,
+        unless ``cascade``, which unloads them first."""
+
+    def module(self, name: str) -> Module:
+        """The loaded module named ``name`` (:class:`hotmod.ModuleNotLoadedError` if none)."""
+
+    def modules(self) -> list[Module]:
+        """Every loaded module, sorted by name."""
+
+    def __contains__(self, name: str) -> bool:
+        """Whether a module named ``name`` is loaded."""
+
+    def state(self, name: str) -> str:
+        """Lifecycle state of module ``name``'s active version (``"active"``)."""
+
+    def method(self, module: str, method: str) -> Method:
+        """Resolves ``module.method`` to a handle (the fast path for repeated calls)."""
+
+    def call(self, module: str, method: str, data: Buffer) -> Output:
+        """Calls ``module.method`` by name with ``data`` (any C-contiguous
+        bytes-like object, read in place); the GIL is released while the
+        plugin runs."""
+
+    def call_into(self, module: str, method: str, data: Buffer, out: Buffer) -> int:
+        """Calls ``module.method`` with its output written into the writable
+        buffer ``out``; returns the number of bytes written."""
+
+    def register_host_function(self, name: str, function: Callable[[bytes], Buffer | str | None]) -> Callable[[bytes], Buffer | str | None]:
+        """Registers (or replaces) a host function plugins can call by
+        ``name``; it runs on the plugin's calling thread with the GIL taken
+        only while it runs. An exception becomes a plugin error in the
+        calling plugin. Returns ``function``."""
+
+    def unregister_host_function(self, name: str) -> bool:
+        """Removes a host function; returns whether one was registered."""
+
+    def set_event_handler(self, handler: Callable[[Event], object] | None) -> None:
+        """Sets (or clears) the lifecycle event handler. It runs synchronously
+        on the thread that caused the event; exceptions go to
+        ``sys.unraisablehook``."""
+
+    def stats(self) -> list[MethodStats]:
+        """Statistics of every method of every loaded module."""
+
+    def stats_prometheus(self) -> str:
+        """The statistics in the Prometheus text exposition format."""
+
+    def close(self) -> None:
+        """Unloads every module and releases the runtime. Idempotent."""
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+
+    def __enter__(self) -> Runtime: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
+@final
+class Module:
+    """A loaded module. Attributes describe the version active when the object
+    was obtained; :meth:`call` and :meth:`method` reach the active version."""
+
+    @property
+    def name(self) -> str:
+        """Module name."""
+    @property
+    def version(self) -> str:
+        """Semantic version."""
+    @property
+    def description(self) -> str:
+        """The plugin's description of itself."""
+    @property
+    def path(self) -> str:
+        """Absolute path of the file it was loaded from."""
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the bytes loaded, 64 lowercase hex digits."""
+    @property
+    def safe_to_unload(self) -> bool:
+        """Whether the plugin declared itself safe to unmap."""
+    @property
+    def abi_minor(self) -> int:
+        """Plugin ABI minor version it was built against."""
+    @property
+    def methods(self) -> list[MethodInfo]:
+        """Declared methods, in declaration order."""
+    @property
+    def dependencies(self) -> list[DependencyInfo]:
+        """Declared dependencies."""
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the module is still loaded."""
+    def method(self, name: str) -> Method:
+        """Resolves a method of the active version to a handle."""
+    def call(self, name: str, data: Buffer) -> Output:
+        """Calls method ``name`` with ``data`` (read in place)."""
+
+@final
+class Method:
+    """A resolved method handle: follows upgrades; raises
+    :class:`hotmod.StaleHandleError` after its module is unloaded."""
+
+    @property
+    def module(self) -> str:
+        """Name of the module the method belongs to."""
+    @property
+    def name(self) -> str:
+        """Method name."""
+    @property
+    def signature_hash(self) -> int:
+        """Signature hash this handle was resolved with."""
+    def __call__(self, data: Buffer) -> Output:
+        """Calls the method with ``data`` (any C-contiguous bytes-like object,
+        read in place); the GIL is released while the plugin runs."""
+    def call(self, data: Buffer, *, offer: int | None = None) -> Output:
+        """Same as calling the handle; ``offer`` is the output space offered first."""
+    def call_into(self, data: Buffer, out: Buffer) -> int:
+        """Calls the method with its output written into the writable buffer
+        ``out``; returns the number of bytes written."""
+
+@final
+class Output(Buffer):
+    """The read-only bytes a call returned, shared without a copy through the
+    buffer protocol. Plugin memory is released (once) when the object and
+    every view of it are gone."""
+
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __len__(self) -> int:
+        """Number of bytes."""
+    def __bytes__(self) -> bytes:
+        """A copy of the bytes."""
+    def tobytes(self) -> bytes:
+        """A copy of the bytes."""
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """The bytes decoded as text."""
+    @property
+    def address(self) -> int:
+        """Address of the first byte."""
+    @property
+    def is_plugin_memory(self) -> bool:
+        """Whether the bytes are memory the plugin handed over (zero-copy path)."""
+    @property
+    def exports(self) -> int:
+        """Number of buffer views currently exported from this object."""
+    def __eq__(self, other: object) -> bool:
+        """Compares the bytes with any bytes-like object."""
+    def __hash__(self) -> int:
+        """Equal to ``hash(bytes(out))``."""
+
+@final
+class MethodInfo:
+    """One method as a module declares it."""
+
+    @property
+    def name(self) -> str:
+        """Method name."""
+    @property
+    def signature(self) -> str:
+        """Declared signature string."""
+    @property
+    def signature_hash(self) -> int:
+        """Hash of name and signature."""
+
+@final
+class DependencyInfo:
+    """One dependency as a module declares it."""
+
+    @property
+    def name(self) -> str:
+        """Name of the module needed."""
+    @property
+    def requirement(self) -> str:
+        """Semver range required."""
+    @property
+    def optional(self) -> bool:
+        """Whether the dependency is optional."""
+
+@final
+class MethodStats:
+    """Statistics of one method, summed over every version of its module."""
+
+    @property
+    def module(self) -> str:
+        """Module name."""
+    @property
+    def version(self) -> str:
+        """Active version of the module."""
+    @property
+    def method(self) -> str:
+        """Method name."""
+    @property
+    def present(self) -> bool:
+        """Whether the active version has this method."""
+    @property
+    def handles(self) -> int:
+        """Method handles callers hold."""
+    @property
+    def calls(self) -> int:
+        """Calls started."""
+    @property
+    def errors(self) -> int:
+        """Calls that failed."""
+    @property
+    def panics(self) -> int:
+        """Calls in which the plugin panicked."""
+    @property
+    def latency_samples(self) -> int:
+        """Calls whose latency was sampled."""
+    @property
+    def mean_ns(self) -> int:
+        """Mean sampled latency, nanoseconds."""
+    @property
+    def p50_ns(self) -> int:
+        """Median sampled latency (upper bound of its log2 bucket), nanoseconds."""
+    @property
+    def p99_ns(self) -> int:
+        """99th percentile sampled latency (upper bound of its bucket), nanoseconds."""
+    def as_dict(self) -> dict[str, str | int | bool]:
+        """The fields as a dict."""
+
+@final
+class Event:
+    """A lifecycle event, or a plugin's log line."""
+
+    @property
+    def kind(self) -> EventKind:
+        """What happened."""
+    @property
+    def module(self) -> str:
+        """Module name ("" when not known)."""
+    @property
+    def version(self) -> str:
+        """Module version ("" when not known)."""
+    @property
+    def path(self) -> str:
+        """Plugin file involved."""
+    @property
+    def message(self) -> str:
+        """Details: the reason of a failure, or a log line."""
+    @property
+    def code(self) -> int:
+        """Status code of a failure (0 otherwise), or the level of a log line."""
+
+def _status_table() -> list[tuple[int, str, str]]:
+    """``(code, name, description)`` of every status."""
+
+def _bench_noop(data: object) -> None:
+    """Benchmark floor: takes one argument, does nothing."""
+
+def _bench_buffer(data: Buffer) -> int:
+    """Benchmark step: acquires and releases ``data``'s buffer."""
+
+def _bench_detach(data: Buffer) -> int:
+    """Benchmark step: acquires the buffer and releases/retakes the GIL."""

@@ -1,0 +1,454 @@
+//! `hotmod.Runtime`: load, upgrade and unload modules; resolve and call
+//! methods; host functions and lifecycle events as Python callables;
+//! statistics.
+//!
+//! The core runtime sits behind an `ArcSwapOption` so that `close()` can
+//! drop it (unloading every module) while `Module` and `Method` objects
+//! still exist: they hold no reference to the runtime and answer
+//! `StaleHandleError` afterwards. Administrative operations run with the GIL
+//! released, because they may wait for calls in flight, and those may need
+//! the GIL to run a host function or an event handler.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use hotmod_core::{self as hm, LoadOptions, UpgradeOptions};
+use pyo3::exceptions::PyTypeError;
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+use pyo3::PyTraverseError;
+
+use crate::buffer;
+use crate::errors::{self, guarded};
+use crate::info::{Event, MethodStats};
+use crate::module::{call_into_buffer, Method, Module};
+use crate::output::Output;
+
+/// The Python callables a runtime holds: its event handler and its host
+/// functions. Kept here, and not only inside the closures handed to the
+/// core, so that the garbage collector can see (and break) reference cycles
+/// through them, e.g. a handler that refers to its runtime.
+#[derive(Default)]
+struct Callbacks {
+    events: Mutex<Option<Py<PyAny>>>,
+    host: Mutex<HashMap<String, Py<PyAny>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere; the data is still sound.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A host function backed by a Python callable.
+struct PyHostFunction {
+    name: String,
+    callbacks: Arc<Callbacks>,
+}
+
+impl hm::HostFunction for PyHostFunction {
+    fn call(&self, input: &[u8], out: &mut hm::OutputWriter<'_>) -> Result<(), String> {
+        Python::try_attach(|py| {
+            let f = lock(&self.callbacks.host).get(&self.name).map(|f| f.clone_ref(py));
+            let Some(f) = f else {
+                return Err(format!("host function '{}' is no longer registered with a live Runtime", self.name));
+            };
+            let result = f.bind(py).call1((PyBytes::new(py, input),)).map_err(|e| {
+                let ty = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_else(|_| "exception".into());
+                format!("host function '{}' raised {ty}: {}", self.name, e.value(py))
+            })?;
+            write_host_result(&self.name, &result, out)
+        })
+        .unwrap_or_else(|| {
+            Err(format!("host function '{}' cannot run: the Python interpreter is not available", self.name))
+        })
+    }
+}
+
+/// Writes what a Python host function returned: bytes-like, str or None.
+fn write_host_result(name: &str, result: &Bound<'_, PyAny>, out: &mut hm::OutputWriter<'_>) -> Result<(), String> {
+    if result.is_none() {
+        return Ok(());
+    }
+    if let Ok(s) = result.cast::<PyString>() {
+        let s = s.to_str().map_err(|e| format!("host function '{name}' returned a str that is not UTF-8: {e}"))?;
+        out.write(s.as_bytes());
+        return Ok(());
+    }
+    buffer::with_bytes(result, "host function result", |b| out.write(b)).map_err(|_| {
+        let ty = result.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+        format!("host function '{name}' returned {ty}: expected bytes, a bytes-like object, str or None")
+    })
+}
+
+/// Builds the load options shared by `load`, `load_all` and `upgrade`.
+fn load_options(
+    py: Python<'_>,
+    config: Option<&Bound<'_, PyAny>>,
+    sha256: Option<&str>,
+    allow_world_writable: bool,
+) -> PyResult<LoadOptions> {
+    let mut opts = LoadOptions { allow_world_writable, ..LoadOptions::default() };
+    if let Some(c) = config {
+        opts.config = if let Ok(s) = c.cast::<PyString>() {
+            s.to_str()?.as_bytes().to_vec()
+        } else {
+            buffer::to_vec(c, "config")?
+        };
+    }
+    if let Some(hex) = sha256 {
+        opts.expect_sha256_hex(hex).map_err(|e| errors::to_py(py, e))?;
+    }
+    Ok(opts)
+}
+
+/// A hotmod runtime: a set of loaded plugin modules and the services the
+/// host offers them.
+///
+/// Use it as a context manager (or call `close()`): closing unloads every
+/// module, dependents first. All methods may be called from many threads;
+/// plugin calls and administrative operations release the GIL.
+#[pyclass(module = "hotmod", name = "Runtime", frozen, weakref)]
+pub struct Runtime {
+    rt: ArcSwapOption<hm::Runtime>,
+    callbacks: Arc<Callbacks>,
+}
+
+impl Runtime {
+    /// The core runtime, or `RuntimeClosedError`.
+    #[inline]
+    fn open(&self, py: Python<'_>, operation: &str) -> PyResult<Arc<hm::Runtime>> {
+        self.rt.load_full().ok_or_else(|| errors::closed(py, operation))
+    }
+}
+
+#[pymethods]
+impl Runtime {
+    /// Creates a runtime. `drain_timeout` (seconds) is how long an upgrade
+    /// or unload waits for calls in flight on the old version before
+    /// returning (calls are never cut short).
+    #[new]
+    #[pyo3(signature = (*, drain_timeout = 0.2))]
+    fn new(py: Python<'_>, drain_timeout: f64) -> PyResult<Self> {
+        let drain_timeout = Duration::try_from_secs_f64(drain_timeout).map_err(|_| {
+            errors::invalid_argument(
+                py,
+                format!("Runtime(drain_timeout=...): expected a finite number of seconds >= 0, found {drain_timeout}"),
+            )
+        })?;
+        let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout });
+        Ok(Runtime { rt: ArcSwapOption::from_pointee(rt), callbacks: Arc::default() })
+    }
+
+    /// Loads the plugin file at `path` and activates it; returns the `Module`.
+    ///
+    /// `config` (bytes-like or str) is handed to the plugin's init hook;
+    /// `sha256` (64 hex digits) refuses the file unless its bytes match,
+    /// checked before any plugin code runs; `allow_world_writable` accepts
+    /// files or directories anyone may write to.
+    #[pyo3(signature = (path, *, config = None, sha256 = None, allow_world_writable = false))]
+    fn load(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        config: Option<&Bound<'_, PyAny>>,
+        sha256: Option<&str>,
+        allow_world_writable: bool,
+    ) -> PyResult<Module> {
+        let rt = self.open(py, "load")?;
+        let opts = load_options(py, config, sha256, allow_world_writable)?;
+        errors::detached(py, "Runtime.load", || rt.load(&path, &opts)).map(Module::new)
+    }
+
+    /// Loads several plugin files in dependency order; nothing is loaded
+    /// unless every file validates (a dependency cycle among them raises
+    /// `DependencyCycleError`). The options apply to every file.
+    #[pyo3(signature = (paths, *, config = None, sha256 = None, allow_world_writable = false))]
+    fn load_all(
+        &self,
+        py: Python<'_>,
+        paths: Vec<PathBuf>,
+        config: Option<&Bound<'_, PyAny>>,
+        sha256: Option<&str>,
+        allow_world_writable: bool,
+    ) -> PyResult<Vec<Module>> {
+        let rt = self.open(py, "load_all")?;
+        let opts = load_options(py, config, sha256, allow_world_writable)?;
+        let files: Vec<(PathBuf, LoadOptions)> = paths.into_iter().map(|p| (p, opts.clone())).collect();
+        let loaded = errors::detached(py, "Runtime.load_all", || rt.load_all(&files))?;
+        Ok(loaded.into_iter().map(Module::new).collect())
+    }
+
+    /// Replaces the running version of module `name` with the plugin at
+    /// `path` while calls keep flowing; returns the new `Module`.
+    ///
+    /// Refused (the old version keeps serving) if the new build has another
+    /// name, unsatisfied dependencies, a version a dependent does not accept,
+    /// or removes or changes methods that callers hold handles to — unless
+    /// `force`, after which such handles raise `SignatureChangedError` or
+    /// `StaleHandleError`. Other options as for `load`.
+    #[pyo3(signature = (name, path, *, force = false, config = None, sha256 = None, allow_world_writable = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn upgrade(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        path: PathBuf,
+        force: bool,
+        config: Option<&Bound<'_, PyAny>>,
+        sha256: Option<&str>,
+        allow_world_writable: bool,
+    ) -> PyResult<Module> {
+        let rt = self.open(py, "upgrade")?;
+        let opts = UpgradeOptions { load: load_options(py, config, sha256, allow_world_writable)?, force };
+        errors::detached(py, "Runtime.upgrade", || rt.upgrade(name, &path, &opts)).map(Module::new)
+    }
+
+    /// Unloads module `name`: it stops taking calls at once, calls in flight
+    /// finish, then it is destroyed. Raises `ModuleInUseError` while other
+    /// modules depend on it, unless `cascade`, which unloads them first.
+    #[pyo3(signature = (name, *, cascade = false))]
+    fn unload(&self, py: Python<'_>, name: &str, cascade: bool) -> PyResult<()> {
+        let rt = self.open(py, "unload")?;
+        errors::detached(py, "Runtime.unload", || rt.unload(name, cascade))
+    }
+
+    /// The loaded module named `name` (`ModuleNotLoadedError` if none).
+    fn module(&self, py: Python<'_>, name: &str) -> PyResult<Module> {
+        let rt = self.open(py, "module")?;
+        errors::detached(py, "Runtime.module", || rt.module(name)).map(Module::new)
+    }
+
+    /// Every loaded module, sorted by name.
+    fn modules(&self, py: Python<'_>) -> PyResult<Vec<Module>> {
+        let rt = self.open(py, "modules")?;
+        let all = errors::detached(py, "Runtime.modules", || Ok(rt.modules()))?;
+        Ok(all.into_iter().map(Module::new).collect())
+    }
+
+    /// Whether a module named `name` is loaded.
+    fn __contains__(&self, py: Python<'_>, name: &str) -> PyResult<bool> {
+        let rt = self.open(py, "__contains__")?;
+        Ok(rt.module(name).is_ok())
+    }
+
+    /// Lifecycle state of module `name`'s active version ("active" while it
+    /// serves calls).
+    fn state(&self, py: Python<'_>, name: &str) -> PyResult<&'static str> {
+        let rt = self.open(py, "state")?;
+        let s = errors::detached(py, "Runtime.state", || rt.state(name))?;
+        Ok(match s {
+            hm::State::Loaded => "loaded",
+            hm::State::Validated => "validated",
+            hm::State::Active => "active",
+            hm::State::Draining => "draining",
+            hm::State::Unloaded => "unloaded",
+        })
+    }
+
+    /// Resolves `module.method` to a handle (the fast path for repeated calls).
+    fn method(&self, py: Python<'_>, module: &str, method: &str) -> PyResult<Method> {
+        let rt = self.open(py, "method")?;
+        errors::detached(py, "Runtime.method", || rt.method(module, method)).map(Method::new)
+    }
+
+    /// Calls `module.method` by name with `data` (any C-contiguous bytes-like
+    /// object, read in place); returns its `Output`. The GIL is released
+    /// while the plugin runs.
+    fn call(&self, py: Python<'_>, module: &str, method: &str, data: &Bound<'_, PyAny>) -> PyResult<Output> {
+        let rt = self.open(py, "call")?;
+        let r = buffer::with_bytes(data, "input", |input| {
+            py.detach(|| guarded("Runtime.call", || rt.call(module, method, input)))
+        })?;
+        r.map(Output::new).map_err(|e| errors::to_py(py, e))
+    }
+
+    /// Calls `module.method` by name with its output written into `out` (a
+    /// writable, C-contiguous bytes-like object); returns the number of bytes
+    /// written (`OutputTooLargeError` if it does not fit).
+    fn call_into(
+        &self,
+        py: Python<'_>,
+        module: &str,
+        method: &str,
+        data: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let rt = self.open(py, "call_into")?;
+        call_into_buffer(py, data, out, "Runtime.call_into", |input, dst| rt.call_into(module, method, input, dst))
+    }
+
+    /// Registers (or replaces) a host function that plugins can call by
+    /// `name`. `function(data: bytes)` returns bytes, a bytes-like object,
+    /// str or None; an exception becomes a plugin error in the calling
+    /// plugin. It runs on the plugin's calling thread, with the GIL taken
+    /// only while it runs. Returns `function`.
+    fn register_host_function(&self, py: Python<'_>, name: &str, function: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        let rt = self.open(py, "register_host_function")?;
+        if !function.bind(py).is_callable() {
+            let ty = function.bind(py).get_type().name().map(|n| n.to_string()).unwrap_or_default();
+            return Err(PyTypeError::new_err(format!(
+                "register_host_function('{name}', ...): expected a callable taking bytes, found {ty}"
+            )));
+        }
+        let previous = lock(&self.callbacks.host).insert(name.to_owned(), function.clone_ref(py));
+        let f = Arc::new(PyHostFunction { name: name.to_owned(), callbacks: self.callbacks.clone() });
+        let r = errors::detached(py, "Runtime.register_host_function", || rt.register_host_function(name, f));
+        if r.is_err() {
+            let mut host = lock(&self.callbacks.host);
+            match previous {
+                Some(p) => host.insert(name.to_owned(), p),
+                None => host.remove(name),
+            };
+        }
+        r.map(|()| function)
+    }
+
+    /// Removes a host function; returns whether one was registered.
+    fn unregister_host_function(&self, py: Python<'_>, name: &str) -> PyResult<bool> {
+        let rt = self.open(py, "unregister_host_function")?;
+        let existed =
+            errors::detached(py, "Runtime.unregister_host_function", || Ok(rt.unregister_host_function(name)))?;
+        lock(&self.callbacks.host).remove(name);
+        Ok(existed)
+    }
+
+    /// Sets (or, with None, clears) the lifecycle event handler:
+    /// `handler(event: hotmod.Event)`. It runs synchronously on the thread
+    /// that caused the event (the one calling load/upgrade/unload/close, or
+    /// the one dropping the last reference to a drained version) and must
+    /// not call load/upgrade/unload itself. An exception it raises is
+    /// reported through `sys.unraisablehook`.
+    fn set_event_handler(&self, py: Python<'_>, handler: Option<Py<PyAny>>) -> PyResult<()> {
+        let rt = self.open(py, "set_event_handler")?;
+        if let Some(h) = &handler {
+            if !h.bind(py).is_callable() {
+                let ty = h.bind(py).get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                return Err(PyTypeError::new_err(format!(
+                    "set_event_handler: expected a callable taking a hotmod.Event, or None, found {ty}"
+                )));
+            }
+        }
+        let installed = handler.is_some();
+        *lock(&self.callbacks.events) = handler;
+        let core_handler: Option<hm::EventHandler> = installed.then(|| {
+            let callbacks = self.callbacks.clone();
+            Arc::new(move |ev: &hm::Event| deliver_event(&callbacks, ev)) as hm::EventHandler
+        });
+        errors::detached(py, "Runtime.set_event_handler", || {
+            rt.set_event_handler(core_handler);
+            Ok(())
+        })
+    }
+
+    /// Statistics of every method of every loaded module (counters persist
+    /// across upgrades), sorted by module.
+    fn stats(&self, py: Python<'_>) -> PyResult<Vec<MethodStats>> {
+        let rt = self.open(py, "stats")?;
+        let all = errors::detached(py, "Runtime.stats", || Ok(rt.stats()))?;
+        Ok(all.iter().map(MethodStats::from).collect())
+    }
+
+    /// The statistics in the Prometheus text exposition format.
+    fn stats_prometheus(&self, py: Python<'_>) -> PyResult<String> {
+        let rt = self.open(py, "stats_prometheus")?;
+        errors::detached(py, "Runtime.stats_prometheus", || Ok(rt.stats_prometheus()))
+    }
+
+    /// Unloads every module (dependents first) and releases the runtime.
+    /// Idempotent. `Module` and `Method` objects outlive it and raise
+    /// `StaleHandleError` when called; outputs already returned stay valid.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if let Some(rt) = self.rt.swap(None) {
+            // A call in flight on another thread may hold the last reference;
+            // the modules are then unloaded when that call returns.
+            errors::detached(py, "Runtime.close", move || {
+                drop(rt);
+                Ok(())
+            })?;
+        }
+        lock(&self.callbacks.host).clear();
+        *lock(&self.callbacks.events) = None;
+        Ok(())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.rt.load().is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Closes the runtime; exceptions propagate.
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        match self.rt.load_full() {
+            None => "<hotmod.Runtime closed>".to_owned(),
+            Some(rt) => {
+                let mods: Vec<String> =
+                    rt.modules().iter().map(|m| format!("{}@{}", m.name(), m.info().version)).collect();
+                format!("<hotmod.Runtime modules=[{}]>", mods.join(", "))
+            }
+        }
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // try_lock: the GC must not block; the locks are only ever held
+        // briefly by a thread that also holds the GIL.
+        if let Ok(ev) = self.callbacks.events.try_lock() {
+            visit.call(ev.as_ref())?;
+        }
+        if let Ok(host) = self.callbacks.host.try_lock() {
+            for f in host.values() {
+                visit.call(f)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        lock(&self.callbacks.events).take();
+        lock(&self.callbacks.host).clear();
+    }
+}
+
+/// Hands one core event to the Python handler, if any.
+fn deliver_event(callbacks: &Callbacks, ev: &hm::Event) {
+    Python::try_attach(|py| {
+        let Some(handler) = lock(&callbacks.events).as_ref().map(|h| h.clone_ref(py)) else { return };
+        let handler = handler.bind(py);
+        if let Err(e) = Event::new(py, ev).and_then(|event| handler.call1((event,))) {
+            e.write_unraisable(py, Some(handler));
+        }
+    });
+}
+
+impl Drop for Runtime {
+    /// Closing without `close()`: unload with the GIL released, as `close`
+    /// does, when the interpreter is still there to release it.
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.swap(None) {
+            let mut rt = Some(rt);
+            Python::try_attach(|py| {
+                let rt = rt.take();
+                py.detach(move || {
+                    let _ = guarded("Runtime.__del__", move || {
+                        drop(rt);
+                        Ok(())
+                    });
+                })
+            });
+        }
+    }
+}
