@@ -140,7 +140,8 @@ static EVENT_KIND: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 /// A lifecycle event (or a plugin's log line).
 #[pyclass(module = "hotmod", name = "Event", frozen, get_all)]
 pub struct Event {
-    /// What happened: a `hotmod.EventKind`.
+    /// What happened: a `hotmod.EventKind` (a plain int for a kind this
+    /// version of the package does not know).
     pub kind: Py<PyAny>,
     /// Module name ("" when not known yet, e.g. for a corrupt file).
     pub module: String,
@@ -157,7 +158,12 @@ pub struct Event {
 impl Event {
     /// Converts a core event (the GIL is held).
     pub fn new(py: Python<'_>, ev: &hotmod_core::Event) -> PyResult<Event> {
-        let kind = EVENT_KIND.import(py, "hotmod._enums", "EventKind")?.call1((ev.kind as i32,))?.unbind();
+        let code = ev.kind as i32;
+        // A kind newer than this package's enum still reaches the handler, as an int.
+        let kind = match EVENT_KIND.import(py, "hotmod._enums", "EventKind")?.call1((code,)) {
+            Ok(k) => k.unbind(),
+            Err(_) => code.into_pyobject(py)?.into_any().unbind(),
+        };
         Ok(Event {
             kind,
             module: ev.module.clone(),

@@ -259,7 +259,10 @@ impl Runtime {
     /// object, read in place); returns its `Output`. The GIL is released
     /// while the plugin runs.
     fn call(&self, py: Python<'_>, module: &str, method: &str, data: &Bound<'_, PyAny>) -> PyResult<Output> {
-        let rt = self.open(py, "call")?;
+        // A guard, not a counted reference: the hot path skips two atomic
+        // read-modify-writes on a shared cache line.
+        let guard = self.rt.load();
+        let Some(rt) = guard.as_deref() else { return Err(errors::closed(py, "call")) };
         let r = buffer::with_bytes(data, "input", |input| {
             py.detach(|| guarded("Runtime.call", || rt.call(module, method, input)))
         })?;
@@ -320,7 +323,7 @@ impl Runtime {
     /// `handler(event: hotmod.Event)`. It runs synchronously on the thread
     /// that caused the event (the one calling load/upgrade/unload/close, or
     /// the one dropping the last reference to a drained version) and must
-    /// not call load/upgrade/unload itself. An exception it raises is
+    /// not call load/upgrade/unload/close itself. An exception it raises is
     /// reported through `sys.unraisablehook`.
     fn set_event_handler(&self, py: Python<'_>, handler: Option<Py<PyAny>>) -> PyResult<()> {
         let rt = self.open(py, "set_event_handler")?;

@@ -3,6 +3,7 @@ version, typing files and docstrings on every public item."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import pickle
 import re
@@ -65,6 +66,7 @@ def test_typing_files_shipped() -> None:
     pkg = Path(hotmod.__file__).parent
     assert (pkg / "py.typed").exists()
     stub = (pkg / "_native.pyi").read_text()
+    ast.parse(stub)
     for cls in ("Runtime", "Module", "Method", "Output", "MethodInfo", "DependencyInfo", "MethodStats", "Event"):
         assert f"class {cls}" in stub
         for name, member in vars(getattr(_native, cls)).items():
