@@ -11,8 +11,10 @@ called
   ``hotmod_slice`` built over the bytes (no copy) and a ``hotmod_output``,
 
 and the floor: a pyo3 function in the same native module that takes one
-argument and does nothing (plus two steps towards a call: acquiring the
-input buffer, and that plus releasing the GIL).
+argument and does nothing, plus the steps from it to a call: acquiring the
+input buffer; that plus releasing the GIL; that plus the core call (the
+output dropped in Rust rather than returned as an Output object; called
+through functools.partial, which adds a little).
 
 Prints a table and the ratios; ``--json FILE`` also writes the numbers.
 Nothing is hard-coded: every figure is measured in this run.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import json
 import os
 import platform
@@ -128,25 +131,25 @@ def ctypes_method(path: Path, method: str) -> Callable[[bytes], int]:
     return call
 
 
-def per_call_ns(fn: Callable[[Any], Any], arg: Any, budget_s: float, repeats: int) -> float:
-    """Best (lowest) mean time per call over `repeats` timed loops, in ns."""
+def loop_size(fn: Callable[[Any], Any], arg: Any, seconds: float) -> int:
+    """How many calls take about `seconds`."""
     n = 1
-    while True:  # size a loop to ~budget/repeats
+    while True:
         t0 = time.perf_counter_ns()
         for _ in range(n):
             fn(arg)
         dt = time.perf_counter_ns() - t0
-        if dt > budget_s * 1e9 / repeats / 4 or n >= 1 << 24:
-            break
+        if dt > seconds * 1e9 / 4 or n >= 1 << 24:
+            return max(1, int(n * seconds * 1e9 / max(dt, 1)))
         n *= 2
-    n = max(1, int(n * (budget_s * 1e9 / repeats) / max(dt, 1)))
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            fn(arg)
-        best = min(best, (time.perf_counter_ns() - t0) / n)
-    return best
+
+
+def timed_loop_ns(fn: Callable[[Any], Any], arg: Any, n: int) -> float:
+    """Mean time per call over one loop of `n` calls, in ns."""
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        fn(arg)
+    return (time.perf_counter_ns() - t0) / n
 
 
 def main() -> int:
@@ -159,13 +162,15 @@ def main() -> int:
     if not probe_so.exists():
         print(f"bench: expected {probe_so}, found nothing; run `make plugins` at the repository root", file=sys.stderr)
         return 2
-    budget, repeats = (0.15, 5) if args.quick else (0.6, 7)
+    budget, repeats = (0.03, 5) if args.quick else (0.08, 9)
 
     rt = hotmod.Runtime()
     rt.load(probe_so)
     handle = rt.method("probe", "noop")
     by_name = rt.call
     via_ctypes = ctypes_method(probe_so, "noop")
+
+    call_no_output = functools.partial(_native._bench_call_no_output, handle)
 
     def name_call(data: bytes) -> Any:
         return by_name("probe", "noop", data)
@@ -174,18 +179,26 @@ def main() -> int:
         ("pyo3 no-op (floor)", _native._bench_noop),
         ("  + buffer acquire", _native._bench_buffer),
         ("  + GIL release", _native._bench_detach),
+        ("  + core call", call_no_output),
         ("hotmod handle.call", handle.call),
         ("hotmod handle()", handle),
         ("hotmod by name", name_call),
         ("ctypes", via_ctypes),
     ]
     results: dict[str, dict[str, float]] = {name: {} for name, _ in rows}
-    for label, size in PAYLOADS:
-        data = bytes(size)
+    inputs = {label: bytes(size) for label, size in PAYLOADS}
+    for data in inputs.values():
         # Same function, same answer, before timing anything.
         assert len(handle(data)) == 0 and via_ctypes(data) == 0
+    sizes = {(name, label): loop_size(fn, inputs[label], budget) for name, fn in rows for label, _ in PAYLOADS}
+    # Round-robin over every cell, `repeats` times, keeping each cell's best
+    # loop: load from other processes then spreads over all cells instead of
+    # skewing the ones that happened to run during it.
+    for _ in range(repeats):
         for name, fn in rows:
-            results[name][label] = per_call_ns(fn, data, budget, repeats)
+            for label, _ in PAYLOADS:
+                t = timed_loop_ns(fn, inputs[label], sizes[(name, label)])
+                results[name][label] = min(results[name].get(label, float("inf")), t)
 
     print(f"hotmod {hotmod.__version__} | Python {platform.python_version()} | {platform.machine()} | probe.noop")
     print(f"ns per call (best mean of {repeats} loops)\n")

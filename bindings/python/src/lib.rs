@@ -49,6 +49,20 @@ fn _bench_detach(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
     buffer::with_bytes(data, "data", |b| py.detach(|| b.len()))
 }
 
+/// Benchmark step: a whole call through `method`'s handle (buffer, GIL
+/// release, plugin), with the output dropped in Rust instead of becoming a
+/// Python object. Returns the output's length.
+#[pyfunction]
+fn _bench_call_no_output(
+    py: Python<'_>,
+    method: &Bound<'_, module::Method>,
+    data: &Bound<'_, PyAny>,
+) -> PyResult<usize> {
+    let handle = method.get().handle();
+    let r = buffer::with_bytes(data, "data", |b| py.detach(|| errors::guarded("bench", || handle.call(b))))?;
+    r.map(|out| out.len()).map_err(|e| errors::to_py(py, e))
+}
+
 /// The extension module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -65,5 +79,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_bench_noop, m)?)?;
     m.add_function(wrap_pyfunction!(_bench_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(_bench_detach, m)?)?;
+    m.add_function(wrap_pyfunction!(_bench_call_no_output, m)?)?;
     Ok(())
 }

@@ -184,6 +184,11 @@ impl Method {
     pub fn new(handle: MethodHandle) -> Method {
         Method { handle }
     }
+
+    /// The core handle.
+    pub fn handle(&self) -> &MethodHandle {
+        &self.handle
+    }
 }
 
 #[pymethods]

@@ -341,3 +341,6 @@ def _bench_buffer(data: Buffer) -> int:
 
 def _bench_detach(data: Buffer) -> int:
     """Benchmark step: acquires the buffer and releases/retakes the GIL."""
+
+def _bench_call_no_output(method: Method, data: Buffer) -> int:
+    """Benchmark step: a whole call with the output dropped in Rust."""
