@@ -18,7 +18,8 @@
 //! (validate the plugin's declaration), `registry` (modules, versions,
 //! method slots), [`runtime`] (load, upgrade, unload), `call` (the call
 //! path), `host` (services offered to plugins), [`metrics`], [`events`],
-//! [`deps`] (dependency graph).
+//! [`deps`] (dependency graph), [`manifest`] (a TOML file of plugins),
+//! [`watch`] (a watched plugin directory).
 
 pub use hotmod_abi as abi;
 
@@ -29,9 +30,11 @@ pub mod error;
 pub mod events;
 mod host;
 pub mod loader;
+pub mod manifest;
 pub mod metrics;
 mod registry;
 pub mod runtime;
+pub mod watch;
 
 pub use call::{MethodHandle, Output, VersionRef, DEFAULT_OUTPUT_OFFER};
 pub use descriptor::{signature_hash, DependencyDecl, MethodDecl, PluginInfo};
@@ -39,6 +42,8 @@ pub use error::{Error, Result, Status};
 pub use events::{Event, EventHandler, EventKind};
 pub use host::{HostFunction, OutputWriter};
 pub use loader::{parse_sha256_hex, sha256_hex, LoadOptions};
+pub use manifest::{load_manifest, Isolation, Manifest, ManifestEntry, ManifestReport, ManifestState};
 pub use metrics::CounterSnapshot;
 pub use registry::State;
 pub use runtime::{DependencyInfo, MethodInfo, MethodStats, Module, ModuleInfo, Runtime, RuntimeOptions, UpgradeOptions};
+pub use watch::{watch_dir, WatchOptions, Watcher};

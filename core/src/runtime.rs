@@ -328,6 +328,12 @@ impl Runtime {
         }
     }
 
+    /// The shared state, for the core's own modules that emit events outside
+    /// a load, upgrade or unload (the directory watcher).
+    pub(crate) fn inner(&self) -> &Arc<RuntimeInner> {
+        &self.inner
+    }
+
     /// Sets (or clears) the event handler. See [`crate::events`] for the
     /// thread it runs on.
     pub fn set_event_handler(&self, handler: Option<EventHandler>) {
