@@ -397,6 +397,10 @@ typedef const struct hotmod_plugin_descriptor *(*hotmod_plugin_entry_fn)(void);
 
 #endif  /* HOTMOD_PLUGIN_H */
 
+/* cbindgen emits this trailer after the include guard closes: guard it too. */
+#ifndef HOTMOD_PLUGIN_HELPERS_H
+#define HOTMOD_PLUGIN_HELPERS_H
+
 /** Name of the entry symbol every plugin exports (see HOTMOD_PLUGIN_ENTRY). */
 #define HOTMOD_PLUGIN_ENTRY_SYMBOL "hotmod_plugin_v1"
 
@@ -412,10 +416,17 @@ typedef const struct hotmod_plugin_descriptor *(*hotmod_plugin_entry_fn)(void);
   HOTMOD_PLUGIN_MAGIC, HOTMOD_ABI_MAJOR, HOTMOD_ABI_MINOR,                     \
       (uint32_t)sizeof(hotmod_plugin_descriptor)
 
+/** C linkage for the entry symbol, so C++ plugins export it unmangled. */
+#ifdef __cplusplus
+#define HOTMOD_PLUGIN_EXTERN_C extern "C"
+#else
+#define HOTMOD_PLUGIN_EXTERN_C
+#endif
+
 /** Defines the entry symbol hotmod_plugin_v1, returning &desc. */
-#define HOTMOD_PLUGIN_ENTRY(desc)                                              \
-  HOTMOD_PLUGIN_EXPORT const hotmod_plugin_descriptor *hotmod_plugin_v1(void); \
-  const hotmod_plugin_descriptor *hotmod_plugin_v1(void) { return &(desc); }
+#define HOTMOD_PLUGIN_ENTRY(desc)                                                                     \
+  HOTMOD_PLUGIN_EXTERN_C HOTMOD_PLUGIN_EXPORT const hotmod_plugin_descriptor *hotmod_plugin_v1(void); \
+  HOTMOD_PLUGIN_EXTERN_C const hotmod_plugin_descriptor *hotmod_plugin_v1(void) { return &(desc); }
 
 /** Copies len bytes into the space the host offered in out. Returns
  * HOTMOD_PLUGIN_OK, or HOTMOD_PLUGIN_OUTPUT_TOO_SMALL with out->len set to the
@@ -449,3 +460,5 @@ static inline void hotmod_host_set_error(const hotmod_host_api *host, const char
     host->set_error(host->ctx, (const uint8_t *)msg, strlen(msg));
   }
 }
+
+#endif /* HOTMOD_PLUGIN_HELPERS_H */

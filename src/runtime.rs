@@ -308,8 +308,11 @@ impl HostFunction for CHostFunction {
 }
 
 /// Registers (or replaces) the host function `name` for plugins to call.
-/// `free_user_data` (optional) runs once when the function is replaced or
-/// the runtime is freed.
+///
+/// The library takes ownership of `user_data` whatever the outcome:
+/// `free_user_data` (optional) runs exactly once — when the function is
+/// replaced or the runtime is freed, or before this call returns if it
+/// fails. Never free `user_data` yourself after passing it here.
 ///
 /// # Safety
 /// `rt` from `hotmod_runtime_new`; `name` NUL-terminated; `func` callable
@@ -333,9 +336,14 @@ pub unsafe extern "C" fn hotmod_runtime_register_host_function(
     })
 }
 
-/// Sets the event callback (or clears it when `callback` is NULL). The
-/// previous callback's `free_user_data` runs once it can no longer be
-/// called. See `hotmod_event_fn` for the calling thread.
+/// Sets the event callback (or clears it when `callback` is NULL). See
+/// `hotmod_event_fn` for the calling thread.
+///
+/// The library takes ownership of `user_data` whatever the outcome:
+/// `free_user_data` (optional) runs exactly once — when the callback is
+/// replaced or cleared and can no longer be called, when the runtime is
+/// freed, or before this call returns if it fails (including when
+/// `callback` is NULL).
 ///
 /// # Safety
 /// `rt` from `hotmod_runtime_new`; `callback` callable from any thread.

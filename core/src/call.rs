@@ -1,7 +1,8 @@
 //! The call path: method handles, calls by handle and by name, and outputs.
 //!
-//! A call by handle is: one lock-free load of the module's active version,
-//! an index into its method table, a signature-hash compare, one relaxed
+//! A call by handle is: entering a read section (two plain thread-local
+//! stores, see [`crate::rcu`]), one load of the module's active version, an
+//! index into its method table, a signature-hash compare, one relaxed
 //! counter increment, and the plugin's function pointer. Everything else
 //! (error messages, latency samples, output checks) is off the fast path.
 //!
@@ -19,6 +20,7 @@ use std::time::Instant;
 use hotmod_abi as abi;
 
 use crate::error::{Error, Result, Status};
+use crate::rcu::{self, Pinned};
 use crate::registry::{MethodEntry, ModuleSlot, SlotShared, Version};
 
 /// Space offered to a method by [`MethodHandle::call`] before it must ask
@@ -60,7 +62,7 @@ pub(crate) unsafe fn take_output_bytes(out: &mut abi::hotmod_output) -> Result<V
     if out.len > 0 && out.data.is_null() {
         return Err(format!("output has length {} but a NULL data pointer", out.len));
     }
-    if out.data == out.buf as *const u8 && out.len > out.capacity {
+    if std::ptr::eq(out.data, out.buf) && out.len > out.capacity {
         return Err(format!("output claims {} bytes of a {}-byte buffer", out.len, out.capacity));
     }
     // SAFETY: per the protocol `data` holds `len` readable bytes.
@@ -182,7 +184,7 @@ pub(crate) fn invoke(v: &Version, e: &MethodEntry, input: &[u8], out: &mut abi::
     if rc != abi::HOTMOD_PLUGIN_OK {
         return Err(call_failed(v, e, rc, out));
     }
-    if (out.len > 0 && out.data.is_null()) || (out.data == out.buf as *const u8 && out.len > out.capacity) {
+    if (out.len > 0 && out.data.is_null()) || (std::ptr::eq(out.data, out.buf) && out.len > out.capacity) {
         return Err(bad_output(v, e, out));
     }
     Ok(())
@@ -227,9 +229,18 @@ fn bad_output(v: &Version, e: &MethodEntry, out: &abi::hotmod_output) -> Error {
     )
 }
 
+/// Whether a filled slot holds plugin memory (which keeps the version alive
+/// and may need releasing) rather than the space the caller offered. An
+/// empty result with a release callback is plugin memory too: it must still
+/// be released.
+#[inline(always)]
+pub(crate) fn is_plugin_memory(out: &abi::hotmod_output) -> bool {
+    out.release.is_some() || (out.len > 0 && !std::ptr::eq(out.data, out.buf))
+}
+
 /// Runs a call and turns a filled slot into an [`Output`], retrying once
 /// with the exact size if the method asked for more space.
-pub(crate) fn call_owned(v: &Arc<Version>, e: &MethodEntry, input: &[u8], offer: usize) -> Result<Output> {
+pub(crate) fn call_owned(v: &Pinned<'_, Version>, e: &MethodEntry, input: &[u8], offer: usize) -> Result<Output> {
     let mut buf: Vec<u8> = Vec::with_capacity(offer);
     let mut out = abi::hotmod_output::offering(buf.as_mut_ptr(), buf.capacity());
     match invoke(v, e, input, &mut out) {
@@ -243,8 +254,8 @@ pub(crate) fn call_owned(v: &Arc<Version>, e: &MethodEntry, input: &[u8], offer:
     Ok(finish_owned(v, buf, out))
 }
 
-fn finish_owned(v: &Arc<Version>, mut buf: Vec<u8>, out: abi::hotmod_output) -> Output {
-    if out.data == buf.as_ptr() || out.len == 0 {
+fn finish_owned(v: &Pinned<'_, Version>, mut buf: Vec<u8>, out: abi::hotmod_output) -> Output {
+    if !is_plugin_memory(&out) {
         // SAFETY: the plugin wrote `len` (<= capacity, checked) bytes into buf.
         unsafe { buf.set_len(out.len) };
         Output::from_vec(buf)
@@ -252,7 +263,7 @@ fn finish_owned(v: &Arc<Version>, mut buf: Vec<u8>, out: abi::hotmod_output) -> 
         Output {
             data: out.data,
             len: out.len,
-            owner: OutputOwner::Plugin { release: out.release, ctx: out.release_ctx, _version: v.clone() },
+            owner: OutputOwner::Plugin { release: out.release, ctx: out.release_ctx, _version: v.to_arc() },
         }
     }
 }
@@ -262,11 +273,11 @@ fn finish_owned(v: &Arc<Version>, mut buf: Vec<u8>, out: abi::hotmod_output) -> 
 pub(crate) fn call_into(v: &Version, e: &MethodEntry, input: &[u8], dst: &mut [u8]) -> Result<usize> {
     let mut out = abi::hotmod_output::offering(dst.as_mut_ptr(), dst.len());
     invoke(v, e, input, &mut out)?;
-    if out.data == dst.as_ptr() || out.len == 0 {
+    if !is_plugin_memory(&out) {
         return Ok(out.len);
     }
     let fits = out.len <= dst.len();
-    if fits {
+    if fits && out.len > 0 {
         // SAFETY: plugin memory holds `len` bytes; dst has room (checked).
         unsafe { std::ptr::copy_nonoverlapping(out.data, dst.as_mut_ptr(), out.len) };
     }
@@ -352,15 +363,16 @@ impl MethodHandle {
         self.signature_hash
     }
 
-    /// Loads the active version and this handle's entry in it.
+    /// Loads the active version and this handle's entry in it, inside a
+    /// read section that lasts for `f`.
     #[inline(always)]
-    fn with_entry<R>(&self, f: impl FnOnce(&Arc<Version>, &MethodEntry) -> Result<R>) -> Result<R> {
-        let guard = self.slot.active.load();
-        let Some(v) = guard.as_ref() else { return Err(self.stale()) };
+    fn with_entry<R>(&self, f: impl FnOnce(&Pinned<'_, Version>, &MethodEntry) -> Result<R>) -> Result<R> {
+        let g = rcu::read();
+        let Some(v) = self.slot.active.load(&g) else { return Err(self.stale()) };
         match v.entry(self.id) {
-            Some(e) if e.signature_hash == self.signature_hash => f(v, e),
-            Some(_) => Err(self.changed(v)),
-            None => Err(self.removed(v)),
+            Some(e) if e.signature_hash == self.signature_hash => f(&v, e),
+            Some(_) => Err(self.changed(&v)),
+            None => Err(self.removed(&v)),
         }
     }
 
@@ -389,7 +401,7 @@ impl MethodHandle {
     pub fn call_raw(&self, input: &[u8], out: &mut abi::hotmod_output) -> Result<Option<VersionRef>> {
         self.with_entry(|v, e| {
             invoke(v, e, input, out)?;
-            Ok((out.data != out.buf as *const u8 && out.len > 0).then(|| VersionRef(v.clone())))
+            Ok(is_plugin_memory(out).then(|| VersionRef(v.to_arc())))
         })
     }
 

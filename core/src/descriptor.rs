@@ -111,9 +111,9 @@ unsafe fn read_str(p: *const c_char, field: &str, file: &str, required: bool) ->
     }
     // SAFETY: the caller guarantees a NUL-terminated string.
     let c = unsafe { CStr::from_ptr(p) };
-    let s = c
-        .to_str()
-        .map_err(|e| invalid(file, format!("expected UTF-8 for {field}, found invalid byte at offset {}", e.valid_up_to())))?;
+    let s = c.to_str().map_err(|e| {
+        invalid(file, format!("expected UTF-8 for {field}, found invalid byte at offset {}", e.valid_up_to()))
+    })?;
     if required && s.is_empty() {
         return Err(invalid(file, format!("expected a non-empty {field}, found an empty string")));
     }
@@ -163,7 +163,10 @@ pub(crate) unsafe fn read_descriptor(desc: *const abi::hotmod_plugin_descriptor,
     }
     let need = std::mem::size_of::<abi::hotmod_plugin_descriptor>();
     if (size as usize) < need {
-        return Err(invalid(file, format!("expected descriptor_size of at least {need} bytes for ABI 1.0, found {size}")));
+        return Err(invalid(
+            file,
+            format!("expected descriptor_size of at least {need} bytes for ABI 1.0, found {size}"),
+        ));
     }
     // SAFETY: magic, ABI and size are checked; the descriptor is at least as
     // large as the v1 struct, so reading the v1 fields is in bounds.
@@ -172,15 +175,19 @@ pub(crate) unsafe fn read_descriptor(desc: *const abi::hotmod_plugin_descriptor,
     let name = unsafe { read_str(d.name, "the module name", file, true)? };
     // SAFETY: as above.
     let version_str = unsafe { read_str(d.version, "the version", file, true)? };
-    let version = Version::parse(&version_str)
-        .map_err(|e| invalid(file, format!("expected a semver version (like \"1.2.0\"), found \"{version_str}\": {e}")))?;
+    let version = Version::parse(&version_str).map_err(|e| {
+        invalid(file, format!("expected a semver version (like \"1.2.0\"), found \"{version_str}\": {e}"))
+    })?;
     // SAFETY: as above.
     let description = unsafe { read_str(d.description, "the description", file, false)? };
 
     if d.method_count > MAX_ENTRIES || (d.method_count > 0 && d.methods.is_null()) {
         return Err(invalid(
             file,
-            format!("expected a methods array of method_count entries, found count {} and pointer {:p}", d.method_count, d.methods),
+            format!(
+                "expected a methods array of method_count entries, found count {} and pointer {:p}",
+                d.method_count, d.methods
+            ),
         ));
     }
     let mut methods = Vec::with_capacity(d.method_count);
@@ -217,10 +224,14 @@ pub(crate) unsafe fn read_descriptor(desc: *const abi::hotmod_plugin_descriptor,
         // SAFETY: string fields are NULL or NUL-terminated per the ABI.
         let dname = unsafe { read_str(dep.name, &format!("the name of dependency #{i}"), file, true)? };
         // SAFETY: as above.
-        let req_str = unsafe { read_str(dep.version_req, &format!("the version range of dependency '{dname}'"), file, false)? };
+        let req_str =
+            unsafe { read_str(dep.version_req, &format!("the version range of dependency '{dname}'"), file, false)? };
         let req_str = if req_str.is_empty() { "*".to_string() } else { req_str };
         let requirement = VersionReq::parse(&req_str).map_err(|e| {
-            invalid(file, format!("expected a semver range for dependency '{dname}' (like \"^1.2\"), found \"{req_str}\": {e}"))
+            invalid(
+                file,
+                format!("expected a semver range for dependency '{dname}' (like \"^1.2\"), found \"{req_str}\": {e}"),
+            )
         })?;
         if dname == name {
             return Err(Error::new(
@@ -309,7 +320,8 @@ mod tests {
     #[test]
     fn each_defect_gives_its_status_and_names_the_file() {
         let ms = [method(c"a"), method(c"a")];
-        let cases: Vec<(Box<dyn Fn(&mut abi::hotmod_plugin_descriptor)>, Status, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut abi::hotmod_plugin_descriptor)>;
+        let cases: Vec<(Mutation, Status, &str)> = vec![
             (Box::new(|d| d.magic = 0xDEADBEEF), Status::NotAPlugin, "found 0xDEADBEEF"),
             (Box::new(|d| d.abi_major = 2), Status::AbiUnsupported, "ABI 2.0"),
             (Box::new(|d| d.descriptor_size = 8), Status::InvalidDescriptor, "found 8"),

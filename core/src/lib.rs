@@ -32,6 +32,7 @@ mod host;
 pub mod loader;
 pub mod manifest;
 pub mod metrics;
+mod rcu;
 mod registry;
 pub mod runtime;
 pub mod watch;
@@ -45,5 +46,7 @@ pub use loader::{parse_sha256_hex, sha256_hex, LoadOptions};
 pub use manifest::{load_manifest, Isolation, Manifest, ManifestEntry, ManifestReport, ManifestState};
 pub use metrics::CounterSnapshot;
 pub use registry::State;
-pub use runtime::{DependencyInfo, MethodInfo, MethodStats, Module, ModuleInfo, Runtime, RuntimeOptions, UpgradeOptions};
+pub use runtime::{
+    DependencyInfo, MethodInfo, MethodStats, Module, ModuleInfo, Runtime, RuntimeOptions, UpgradeOptions,
+};
 pub use watch::{watch_dir, WatchOptions, Watcher};

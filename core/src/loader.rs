@@ -90,10 +90,9 @@ pub(crate) fn read_image(path: &Path, opts: &LoadOptions) -> Result<Image> {
             Status::FileMissing,
             format!("plugin file not found: expected a file at '{shown}', found nothing there"),
         ),
-        ErrorKind::PermissionDenied => Error::new(
-            Status::PermissionDenied,
-            format!("permission denied: cannot look up '{shown}' ({e})"),
-        ),
+        ErrorKind::PermissionDenied => {
+            Error::new(Status::PermissionDenied, format!("permission denied: cannot look up '{shown}' ({e})"))
+        }
         _ => Error::new(Status::Io, format!("cannot stat '{shown}': {e}")),
     })?;
     if !meta.is_file() {
@@ -107,12 +106,12 @@ pub(crate) fn read_image(path: &Path, opts: &LoadOptions) -> Result<Image> {
         ErrorKind::PermissionDenied => {
             Error::new(Status::PermissionDenied, format!("permission denied: cannot read '{shown}' ({e})"))
         }
-        ErrorKind::NotFound => Error::new(
-            Status::FileMissing,
-            format!("plugin file not found: '{shown}' disappeared while being read"),
-        ),
+        ErrorKind::NotFound => {
+            Error::new(Status::FileMissing, format!("plugin file not found: '{shown}' disappeared while being read"))
+        }
         _ => Error::new(Status::Io, format!("cannot read '{shown}': {e}")),
     })?;
+    check_complete(&path, &bytes)?;
     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
     if let Some(expected) = opts.expected_sha256 {
         if expected != sha256 {
@@ -127,6 +126,60 @@ pub(crate) fn read_image(path: &Path, opts: &LoadOptions) -> Result<Image> {
         }
     }
     Ok(Image { path, bytes, sha256 })
+}
+
+/// Refuses an ELF file whose program headers reach past its end — a build
+/// truncated, or still being written. The dynamic loader maps such a file
+/// anyway and the process dies of `SIGBUS` when it touches the missing
+/// pages, so this must be checked before anything is mapped. Files of
+/// other formats pass (their loaders check sizes themselves).
+pub(crate) fn check_complete(path: &Path, bytes: &[u8]) -> Result<()> {
+    if !bytes.starts_with(b"\x7fELF") {
+        return Ok(());
+    }
+    let wide = bytes.get(4) == Some(&2);
+    let big = bytes.get(5) == Some(&2);
+    let field = |at: usize, size: usize| -> Option<u64> {
+        let b = bytes.get(at..at.checked_add(size)?)?;
+        let mut v = 0u64;
+        for i in 0..size {
+            let byte = if big { b[i] } else { b[size - 1 - i] };
+            v = (v << 8) | u64::from(byte);
+        }
+        Some(v)
+    };
+    let len = bytes.len() as u64;
+    let truncated = |needed: u64| {
+        Error::new(
+            Status::NotALibrary,
+            format!(
+                "'{}' is a truncated shared library: its headers need {needed} bytes, found {len}; is it still being written?",
+                path.display()
+            ),
+        )
+    };
+    // (e_phoff, e_phentsize, e_phnum) and, per program header, (p_offset, p_filesz).
+    let (table, entry_size, count, offset_at, filesz_at, word) =
+        if wide { (0x20, 0x36, 0x38, 8, 32, 8) } else { (0x1c, 0x2a, 0x2c, 4, 16, 4) };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (field(table, word), field(entry_size, 2), field(count, 2))
+    else {
+        return Err(truncated(count as u64 + 2));
+    };
+    let table_end = phoff.saturating_add(phentsize.saturating_mul(phnum));
+    if table_end > len {
+        return Err(truncated(table_end));
+    }
+    for i in 0..phnum {
+        let at = (phoff + i * phentsize) as usize;
+        let (Some(offset), Some(filesz)) = (field(at + offset_at, word), field(at + filesz_at, word)) else {
+            return Err(truncated(table_end));
+        };
+        let end = offset.saturating_add(filesz);
+        if filesz > 0 && end > len {
+            return Err(truncated(end));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -383,6 +436,35 @@ mod tests {
         let e = read_image(&p, &opts).err().unwrap();
         assert_eq!(e.status(), Status::HashMismatch);
         assert!(e.message().contains("expected 0000"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn truncated_elf_files_are_refused_before_mapping() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let p = Path::new("/x/libp.so");
+        assert!(check_complete(p, &exe).is_ok());
+        for cut in [5, 40, 100] {
+            let e = check_complete(p, &exe[..cut]).unwrap_err();
+            assert_eq!(e.status(), Status::NotALibrary);
+            assert!(e.message().contains("/x/libp.so") && e.message().contains("truncated"), "{e:?}");
+        }
+        // The shortest prefix accepted holds every segment, and not a byte
+        // less is accepted (what follows the segments, such as debug
+        // information and section headers, is never mapped).
+        let (mut lo, mut hi) = (0, exe.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if check_complete(p, &exe[..mid]).is_ok() {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        assert!(lo > 4096, "the segments hold the code: {lo}");
+        let e = check_complete(p, &exe[..lo - 1]).unwrap_err();
+        assert!(e.message().contains(&format!("need {lo} bytes")), "{e:?}");
+        assert!(check_complete(p, b"not ELF at all").is_ok(), "left to the dynamic loader");
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl MethodCounters {
     /// Counts a call; returns true when this call's latency should be sampled.
     #[inline(always)]
     pub fn begin(&self) -> bool {
-        self.calls.fetch_add(1, Relaxed) % LATENCY_SAMPLE_EVERY == 0
+        self.calls.fetch_add(1, Relaxed).is_multiple_of(LATENCY_SAMPLE_EVERY)
     }
 
     /// Counts a failed call.
@@ -120,6 +120,56 @@ impl CounterSnapshot {
     }
 }
 
+/// Renders method statistics in the Prometheus text exposition format.
+pub fn prometheus(stats: &[crate::runtime::MethodStats]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let families = [
+        ("hotmod_method_calls_total", "counter", "Calls started, over every version of the module."),
+        ("hotmod_method_errors_total", "counter", "Calls that returned an error."),
+        ("hotmod_method_panics_total", "counter", "Calls in which the plugin panicked."),
+        ("hotmod_method_handles", "gauge", "Method handles held by callers."),
+    ];
+    for (name, kind, help) in families {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for m in stats {
+            let v = match name {
+                "hotmod_method_calls_total" => m.counters.calls,
+                "hotmod_method_errors_total" => m.counters.errors,
+                "hotmod_method_panics_total" => m.counters.panics,
+                _ => m.handles as u64,
+            };
+            let _ = writeln!(
+                s,
+                "{name}{{module=\"{}\",version=\"{}\",method=\"{}\"}} {v}",
+                esc(&m.module),
+                esc(&m.version),
+                esc(&m.method)
+            );
+        }
+    }
+    let name = "hotmod_method_latency_seconds";
+    let _ = writeln!(
+        s,
+        "# HELP {name} Sampled call latency (one call in {LATENCY_SAMPLE_EVERY}).\n# TYPE {name} histogram"
+    );
+    for m in stats {
+        let labels =
+            format!("module=\"{}\",version=\"{}\",method=\"{}\"", esc(&m.module), esc(&m.version), esc(&m.method));
+        let mut cumulative = 0;
+        for (i, n) in m.counters.buckets.iter().enumerate().take(LATENCY_BUCKETS - 1) {
+            cumulative += n;
+            let le = (1u64 << (i + 1)) as f64 / 1e9;
+            let _ = writeln!(s, "{name}_bucket{{{labels},le=\"{le:e}\"}} {cumulative}");
+        }
+        let _ = writeln!(s, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", m.counters.latency_samples);
+        let _ = writeln!(s, "{name}_sum{{{labels}}} {:e}", m.counters.latency_total_ns as f64 / 1e9);
+        let _ = writeln!(s, "{name}_count{{{labels}}} {}", m.counters.latency_samples);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,50 +206,4 @@ mod tests {
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert_eq!(c.snapshot().calls, 80_000);
     }
-}
-
-/// Renders method statistics in the Prometheus text exposition format.
-pub fn prometheus(stats: &[crate::runtime::MethodStats]) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    let families = [
-        ("hotmod_method_calls_total", "counter", "Calls started, over every version of the module."),
-        ("hotmod_method_errors_total", "counter", "Calls that returned an error."),
-        ("hotmod_method_panics_total", "counter", "Calls in which the plugin panicked."),
-        ("hotmod_method_handles", "gauge", "Method handles held by callers."),
-    ];
-    for (name, kind, help) in families {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for m in stats {
-            let v = match name {
-                "hotmod_method_calls_total" => m.counters.calls,
-                "hotmod_method_errors_total" => m.counters.errors,
-                "hotmod_method_panics_total" => m.counters.panics,
-                _ => m.handles as u64,
-            };
-            let _ = writeln!(
-                s,
-                "{name}{{module=\"{}\",version=\"{}\",method=\"{}\"}} {v}",
-                esc(&m.module),
-                esc(&m.version),
-                esc(&m.method)
-            );
-        }
-    }
-    let name = "hotmod_method_latency_seconds";
-    let _ = writeln!(s, "# HELP {name} Sampled call latency (one call in {LATENCY_SAMPLE_EVERY}).\n# TYPE {name} histogram");
-    for m in stats {
-        let labels = format!("module=\"{}\",version=\"{}\",method=\"{}\"", esc(&m.module), esc(&m.version), esc(&m.method));
-        let mut cumulative = 0;
-        for (i, n) in m.counters.buckets.iter().enumerate().take(LATENCY_BUCKETS - 1) {
-            cumulative += n;
-            let le = (1u64 << (i + 1)) as f64 / 1e9;
-            let _ = writeln!(s, "{name}_bucket{{{labels},le=\"{le:e}\"}} {cumulative}");
-        }
-        let _ = writeln!(s, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", m.counters.latency_samples);
-        let _ = writeln!(s, "{name}_sum{{{labels}}} {:e}", m.counters.latency_total_ns as f64 / 1e9);
-        let _ = writeln!(s, "{name}_count{{{labels}}} {}", m.counters.latency_samples);
-    }
-    s
 }

@@ -1,14 +1,14 @@
 //! The registry: module slots by name, and the versions they point to.
 //!
 //! A [`ModuleSlot`] is the stable identity of a module across upgrades. It
-//! holds the active [`Version`] in an `ArcSwapOption`, so the call path reads
-//! it with one lock-free load, an upgrade publishes a new version with one
-//! atomic store, and calls already running keep the old version alive until
-//! they return. Method *slots* (one per method name ever seen in the module)
+//! holds the active [`Version`] in an [`RcuCell`], so the call path reads it
+//! inside a read section with one plain load, an upgrade publishes a new
+//! version with one atomic swap, and the old version is destroyed only after
+//! a grace period: once every call that could have seen it has returned. Method *slots* (one per method name ever seen in the module)
 //! give handles a stable index: each version maps slot index to its own
 //! function pointer, so a handle resolved against v1 reaches v2's function.
 //!
-//! The name → slot map is copy-on-write behind an `ArcSwap` too: lookups by
+//! The name → slot map is copy-on-write in an `RcuCell` too: lookups by
 //! name take no lock; the rare writers (load, unload) serialise on the
 //! runtime's admin lock.
 
@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use hotmod_abi as abi;
 use rustc_hash::FxHashMap;
 
@@ -26,6 +25,7 @@ use crate::events::EventKind;
 use crate::host::HostCtx;
 use crate::loader::Mapped;
 use crate::metrics::MethodCounters;
+use crate::rcu::{self, RcuCell, ReadGuard};
 use crate::runtime::RuntimeInner;
 
 /// Lifecycle state of one module version.
@@ -75,14 +75,14 @@ pub(crate) struct MethodEntry {
 /// The stable identity of a module across upgrades.
 pub(crate) struct ModuleSlot {
     pub name: String,
-    pub active: ArcSwapOption<Version>,
+    pub active: RcuCell<Version>,
     /// Method slots, indexed by slot id; only ever appended to.
     pub methods: Mutex<Vec<Arc<SlotShared>>>,
 }
 
 impl ModuleSlot {
     pub fn new(name: &str) -> ModuleSlot {
-        ModuleSlot { name: name.to_owned(), active: ArcSwapOption::empty(), methods: Mutex::new(Vec::new()) }
+        ModuleSlot { name: name.to_owned(), active: RcuCell::new(None), methods: Mutex::new(Vec::new()) }
     }
 
     /// The slot id for method `name`, created if new.
@@ -294,33 +294,55 @@ impl Drop for Version {
     }
 }
 
+/// The name → slot map.
+pub(crate) type SlotMap = FxHashMap<String, Arc<ModuleSlot>>;
+
 /// Name → module slot, copy-on-write.
-#[derive(Default)]
 pub(crate) struct Registry {
-    map: ArcSwap<FxHashMap<String, Arc<ModuleSlot>>>,
+    map: RcuCell<SlotMap>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry { map: RcuCell::new(Some(Arc::new(SlotMap::default()))) }
+    }
 }
 
 impl Registry {
+    /// The map, for the duration of a read section.
     #[inline(always)]
-    pub fn load(&self) -> arc_swap::Guard<Arc<FxHashMap<String, Arc<ModuleSlot>>>> {
-        self.map.load()
+    pub fn load<'g>(&self, guard: &'g ReadGuard) -> &'g SlotMap {
+        self.map.load(guard).expect("the registry always holds a map").into_ref()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<ModuleSlot>> {
-        self.map.load().get(name).cloned()
+        let g = rcu::read();
+        self.load(&g).get(name).cloned()
+    }
+
+    /// Sorted names of the registered modules.
+    pub fn names(&self) -> Vec<String> {
+        let g = rcu::read();
+        let mut names: Vec<String> = self.load(&g).keys().cloned().collect();
+        names.sort();
+        names
     }
 
     /// Inserts or removes under the caller's admin lock.
-    pub fn update(&self, f: impl FnOnce(&mut FxHashMap<String, Arc<ModuleSlot>>)) {
-        let mut next = (**self.map.load()).clone();
+    pub fn update(&self, f: impl FnOnce(&mut SlotMap)) {
+        let mut next = (*self.map.load_full().expect("the registry always holds a map")).clone();
         f(&mut next);
-        self.map.store(Arc::new(next));
+        if let Some(old) = self.map.replace(Some(Arc::new(next))) {
+            let _ = old.release(std::time::Duration::from_millis(100));
+        }
     }
 
     /// The active versions of all modules, sorted by name.
     pub fn active_versions(&self) -> Vec<(Arc<ModuleSlot>, Arc<Version>)> {
+        let g = rcu::read();
         let mut v: Vec<_> =
-            self.map.load().values().filter_map(|s| s.active.load_full().map(|v| (s.clone(), v))).collect();
+            self.load(&g).values().filter_map(|s| s.active.load(&g).map(|v| (s.clone(), v.to_arc()))).collect();
+        drop(g);
         v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         v
     }

@@ -11,9 +11,8 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use hotmod_abi as abi;
 use rustc_hash::FxHashMap;
 
@@ -25,6 +24,7 @@ use crate::events::{Event, EventHandler, EventKind};
 use crate::host::HostFunction;
 use crate::loader::{self, LoadOptions, Mapped};
 use crate::metrics::CounterSnapshot;
+use crate::rcu::{self, RcuCell, Retired};
 use crate::registry::{ModuleSlot, Registry, State, Version};
 
 /// Runtime-wide settings.
@@ -166,28 +166,28 @@ impl Module {
 
     /// Whether the module is still loaded.
     pub fn is_loaded(&self) -> bool {
-        self.slot.active.load().is_some()
+        self.slot.active.load_full().is_some()
     }
 
     /// Resolves a method of the active version.
     pub fn method(&self, name: &str) -> Result<MethodHandle> {
-        let guard = self.slot.active.load();
-        let Some(v) = guard.as_ref() else {
+        let g = rcu::read();
+        let Some(v) = self.slot.active.load(&g) else {
             return Err(unloaded(&self.info.name));
         };
-        MethodHandle::resolve(&self.slot, v, name)
+        MethodHandle::resolve(&self.slot, &v, name)
     }
 
     /// Calls a method of the active version by name.
     pub fn call(&self, method: &str, input: &[u8]) -> Result<Output> {
-        let guard = self.slot.active.load();
-        let Some(v) = guard.as_ref() else {
+        let g = rcu::read();
+        let Some(v) = self.slot.active.load(&g) else {
             return Err(unloaded(&self.info.name));
         };
         let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
-            return Err(call::method_not_found(v, method));
+            return Err(call::method_not_found(&v, method));
         };
-        call::call_owned(v, e, input, call::DEFAULT_OUTPUT_OFFER)
+        call::call_owned(&v, e, input, call::DEFAULT_OUTPUT_OFFER)
     }
 }
 
@@ -225,13 +225,21 @@ struct Prepared {
 pub(crate) struct RuntimeInner {
     registry: Registry,
     admin: Mutex<()>,
-    host_fns: ArcSwap<FxHashMap<String, Arc<dyn HostFunction>>>,
+    host_fns: RcuCell<FxHashMap<String, Arc<dyn HostFunction>>>,
     events: RwLock<Option<EventHandler>>,
     options: RuntimeOptions,
 }
 
 impl RuntimeInner {
-    pub(crate) fn emit_event(&self, kind: EventKind, module: &str, version: &str, path: &str, message: String, code: i32) {
+    pub(crate) fn emit_event(
+        &self,
+        kind: EventKind,
+        module: &str,
+        version: &str,
+        path: &str,
+        message: String,
+        code: i32,
+    ) {
         let handler = self.events.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(h) = handler {
             let ev = Event {
@@ -247,12 +255,21 @@ impl RuntimeInner {
         }
     }
 
-    pub(crate) fn emit_for(&self, kind: EventKind, module: &str, version: &str, path: &Path, message: String, code: i32) {
+    pub(crate) fn emit_for(
+        &self,
+        kind: EventKind,
+        module: &str,
+        version: &str,
+        path: &Path,
+        message: String,
+        code: i32,
+    ) {
         self.emit_event(kind, module, version, &path.display().to_string(), message, code);
     }
 
     pub(crate) fn host_function(&self, name: &str) -> Option<Arc<dyn HostFunction>> {
-        self.host_fns.load().get(name).cloned()
+        let g = rcu::read();
+        self.host_fns.load(&g).and_then(|m| m.get(name).cloned())
     }
 
     /// Calls by name with a raw slot; returns the version to keep alive when
@@ -264,21 +281,19 @@ impl RuntimeInner {
         input: &[u8],
         out: &mut abi::hotmod_output,
     ) -> Result<Option<Arc<Version>>> {
-        let map = self.registry.load();
-        let Some(slot) = map.get(module) else { return Err(self.module_not_found(module)) };
-        let guard = slot.active.load();
-        let Some(v) = guard.as_ref() else { return Err(self.module_not_found(module)) };
+        let g = rcu::read();
+        let Some(slot) = self.registry.load(&g).get(module) else { return Err(self.module_not_found(module)) };
+        let Some(v) = slot.active.load(&g) else { return Err(self.module_not_found(module)) };
         let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
-            return Err(call::method_not_found(v, method));
+            return Err(call::method_not_found(&v, method));
         };
-        call::invoke(v, e, input, out)?;
-        Ok((out.data != out.buf as *const u8 && out.len > 0).then(|| v.clone()))
+        call::invoke(&v, e, input, out)?;
+        Ok(call::is_plugin_memory(out).then(|| v.to_arc()))
     }
 
     #[cold]
     fn module_not_found(&self, name: &str) -> Error {
-        let mut names: Vec<String> = self.registry.load().keys().cloned().collect();
-        names.sort();
+        let names = self.registry.names();
         let loaded = if names.is_empty() { "none".to_string() } else { names.join(", ") };
         Error::new(Status::ModuleNotFound, format!("module '{name}' is not loaded; loaded modules: {loaded}"))
     }
@@ -321,7 +336,7 @@ impl Runtime {
             inner: Arc::new(RuntimeInner {
                 registry: Registry::default(),
                 admin: Mutex::new(()),
-                host_fns: ArcSwap::from_pointee(FxHashMap::default()),
+                host_fns: RcuCell::new(Some(Arc::new(FxHashMap::default()))),
                 events: RwLock::new(None),
                 options,
             }),
@@ -346,19 +361,25 @@ impl Runtime {
             return Err(Error::new(Status::InvalidArgument, "expected a non-empty host function name, found \"\""));
         }
         let _g = self.inner.admin();
-        let mut next = (**self.inner.host_fns.load()).clone();
+        let mut next = (*self.inner.host_fns.load_full().unwrap_or_default()).clone();
         next.insert(name.to_owned(), f);
-        self.inner.host_fns.store(Arc::new(next));
+        self.replace_host_functions(next);
         Ok(())
     }
 
     /// Removes a host function; returns whether it existed.
     pub fn unregister_host_function(&self, name: &str) -> bool {
         let _g = self.inner.admin();
-        let mut next = (**self.inner.host_fns.load()).clone();
+        let mut next = (*self.inner.host_fns.load_full().unwrap_or_default()).clone();
         let existed = next.remove(name).is_some();
-        self.inner.host_fns.store(Arc::new(next));
+        self.replace_host_functions(next);
         existed
+    }
+
+    fn replace_host_functions(&self, next: FxHashMap<String, Arc<dyn HostFunction>>) {
+        if let Some(old) = self.inner.host_fns.replace(Some(Arc::new(next))) {
+            let _ = old.release(self.inner.options.drain_timeout);
+        }
     }
 
     fn fail(&self, path: &Path, module: &str, e: Error) -> Error {
@@ -439,12 +460,19 @@ impl Runtime {
         slot: &Arc<ModuleSlot>,
         old: Option<&Arc<Version>>,
         config: &[u8],
-    ) -> Result<(Arc<Version>, Option<Arc<Version>>)> {
+    ) -> Result<(Arc<Version>, Option<Retired<Version>>)> {
         let version_str = p.info.version.to_string();
         let name = p.info.name.clone();
         let path = p.path.clone();
         let mut v = Version::new(p.info, p.path, p.sha256, p.mapped, slot, Arc::downgrade(&self.inner));
-        self.inner.emit_for(EventKind::Validated, &name, &version_str, &path, "descriptor and dependencies checked".into(), 0);
+        self.inner.emit_for(
+            EventKind::Validated,
+            &name,
+            &version_str,
+            &path,
+            "descriptor and dependencies checked".into(),
+            0,
+        );
         let init_failed = |msg: String| {
             Error::new(Status::InitFailed, format!("'{name}' {version_str} ({}) did not start: {msg}", path.display()))
         };
@@ -459,37 +487,31 @@ impl Runtime {
         v.activate().map_err(init_failed)?;
         v.set_state(State::Active);
         let v = Arc::new(v);
-        let previous = slot.active.swap(Some(v.clone()));
+        let previous = slot.active.replace(Some(v.clone()));
         if let Some(prev) = &previous {
-            prev.set_state(State::Draining);
+            prev.value().set_state(State::Draining);
         }
         self.inner.emit_for(EventKind::Activated, &name, &version_str, &path, "published".into(), 0);
         Ok((v, previous))
     }
 
-    /// Waits (up to the drain timeout) for calls in flight on `old` to
-    /// finish, then releases it: the last reference runs deactivate and
-    /// destroy and unmaps the code if that is safe.
-    fn drain(&self, old: Arc<Version>) {
+    /// Waits (up to the drain timeout) for the calls in flight on a replaced
+    /// version to finish, then drops the registry's reference: the last
+    /// reference (this one, or an output still holding plugin memory) runs
+    /// deactivate and destroy and unmaps the code if that is safe. A version
+    /// still in use after the timeout is released by a background thread
+    /// when its last call returns.
+    fn drain(&self, old: Retired<Version>) {
+        let v = old.value();
         self.inner.emit_for(
             EventKind::Draining,
-            &old.info.name,
-            &old.info.version.to_string(),
-            &old.path,
+            &v.info.name,
+            &v.info.version.to_string(),
+            &v.path,
             "calls in flight finish on this version".into(),
             0,
         );
-        let deadline = Instant::now() + self.inner.options.drain_timeout;
-        let mut spins = 0u32;
-        while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
-            spins += 1;
-            if spins < 64 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(50));
-            }
-        }
-        drop(old);
+        old.release(self.inner.options.drain_timeout);
     }
 
     /// Loads a plugin file and activates it.
@@ -516,7 +538,9 @@ impl Runtime {
         }
         self.check_dependencies(&p.info, &p.path, &[]).map_err(|e| self.fail(path, &name, e))?;
         let slot = Arc::new(ModuleSlot::new(&name));
-        let (v, _) = self.start_and_publish(p, &slot, None, &opts.config).map_err(|e| self.fail(path, &name, e))?;
+        let (v, previous) =
+            self.start_and_publish(p, &slot, None, &opts.config).map_err(|e| self.fail(path, &name, e))?;
+        debug_assert!(previous.is_none(), "a new slot has no previous version");
         self.inner.registry.update(|m| {
             m.insert(name.clone(), slot.clone());
         });
@@ -567,7 +591,8 @@ impl Runtime {
                 } else {
                     self.check_dependencies(&p.info, &path, &[]).and_then(|()| {
                         let slot = Arc::new(ModuleSlot::new(&name));
-                        let (v, _) = self.start_and_publish(p, &slot, None, &opts.config)?;
+                        let (v, previous) = self.start_and_publish(p, &slot, None, &opts.config)?;
+                        debug_assert!(previous.is_none(), "a new slot has no previous version");
                         self.inner.registry.update(|m| {
                             m.insert(name.clone(), slot.clone());
                         });
@@ -613,7 +638,7 @@ impl Runtime {
         }
     }
 
-    fn upgrade_locked(&self, name: &str, path: &Path, opts: &UpgradeOptions) -> Result<(Module, Arc<Version>)> {
+    fn upgrade_locked(&self, name: &str, path: &Path, opts: &UpgradeOptions) -> Result<(Module, Retired<Version>)> {
         let slot = self.inner.registry.get(name).ok_or_else(|| self.inner.module_not_found(name))?;
         let old = slot.active.load_full().ok_or_else(|| self.inner.module_not_found(name))?;
         let p = self.prepare(path, &opts.load)?;
@@ -635,13 +660,16 @@ impl Runtime {
         }
         let (v, previous) = self.start_and_publish(p, &slot, Some(&old), &opts.load.config)?;
         let module = Module::of(&slot, &v);
-        drop(previous);
-        Ok((module, old))
+        // Only the retired reference may keep the old version alive now.
+        drop(old);
+        let previous = previous.expect("an upgraded slot had a version");
+        Ok((module, previous))
     }
 
     /// Refuses a new version whose dependencies lead back to itself.
     fn check_no_cycle(&self, info: &PluginInfo, path: &Path) -> Result<()> {
-        let mut stack: Vec<Vec<String>> = info.dependencies.iter().map(|d| vec![info.name.clone(), d.name.clone()]).collect();
+        let mut stack: Vec<Vec<String>> =
+            info.dependencies.iter().map(|d| vec![info.name.clone(), d.name.clone()]).collect();
         let mut seen = std::collections::HashSet::new();
         while let Some(chain) = stack.pop() {
             let last = chain.last().expect("non-empty chain").clone();
@@ -716,7 +744,7 @@ impl Runtime {
         Ok(())
     }
 
-    fn unload_locked(&self, name: &str, cascade: bool, out: &mut Vec<Arc<Version>>) -> Result<()> {
+    fn unload_locked(&self, name: &str, cascade: bool, out: &mut Vec<Retired<Version>>) -> Result<()> {
         let slot = self.inner.registry.get(name).ok_or_else(|| self.inner.module_not_found(name))?;
         let dependents = self.dependents_of(name);
         if !dependents.is_empty() {
@@ -738,8 +766,8 @@ impl Runtime {
         self.inner.registry.update(|m| {
             m.remove(name);
         });
-        if let Some(v) = slot.active.swap(None) {
-            v.set_state(State::Draining);
+        if let Some(v) = slot.active.replace(None) {
+            v.value().set_state(State::Draining);
             out.push(v);
         }
         Ok(())
@@ -760,36 +788,38 @@ impl Runtime {
     /// Resolves `module.method` to a handle (the fast path for repeated calls).
     pub fn method(&self, module: &str, method: &str) -> Result<MethodHandle> {
         let slot = self.inner.registry.get(module).ok_or_else(|| self.inner.module_not_found(module))?;
-        let guard = slot.active.load();
-        let Some(v) = guard.as_ref() else { return Err(self.inner.module_not_found(module)) };
-        MethodHandle::resolve(&slot, v, method)
+        let g = rcu::read();
+        let Some(v) = slot.active.load(&g) else { return Err(self.inner.module_not_found(module)) };
+        MethodHandle::resolve(&slot, &v, method)
     }
 
     /// Calls `module.method` by name. The output is zero-copy when the plugin
     /// returns its own memory.
     pub fn call(&self, module: &str, method: &str, input: &[u8]) -> Result<Output> {
-        let map = self.inner.registry.load();
-        let Some(slot) = map.get(module) else { return Err(self.inner.module_not_found(module)) };
-        let guard = slot.active.load();
-        let Some(v) = guard.as_ref() else { return Err(self.inner.module_not_found(module)) };
-        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
-            return Err(call::method_not_found(v, method));
+        let g = rcu::read();
+        let Some(slot) = self.inner.registry.load(&g).get(module) else {
+            return Err(self.inner.module_not_found(module));
         };
-        call::call_owned(v, e, input, call::DEFAULT_OUTPUT_OFFER)
+        let Some(v) = slot.active.load(&g) else { return Err(self.inner.module_not_found(module)) };
+        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
+            return Err(call::method_not_found(&v, method));
+        };
+        call::call_owned(&v, e, input, call::DEFAULT_OUTPUT_OFFER)
     }
 
     /// Calls `module.method` by name, writing the output into `dst`;
     /// returns the number of bytes written.
     #[inline]
     pub fn call_into(&self, module: &str, method: &str, input: &[u8], dst: &mut [u8]) -> Result<usize> {
-        let map = self.inner.registry.load();
-        let Some(slot) = map.get(module) else { return Err(self.inner.module_not_found(module)) };
-        let guard = slot.active.load();
-        let Some(v) = guard.as_ref() else { return Err(self.inner.module_not_found(module)) };
-        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
-            return Err(call::method_not_found(v, method));
+        let g = rcu::read();
+        let Some(slot) = self.inner.registry.load(&g).get(module) else {
+            return Err(self.inner.module_not_found(module));
         };
-        call::call_into(v, e, input, dst)
+        let Some(v) = slot.active.load(&g) else { return Err(self.inner.module_not_found(module)) };
+        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
+            return Err(call::method_not_found(&v, method));
+        };
+        call::call_into(&v, e, input, dst)
     }
 
     /// Statistics of every method of every loaded module, sorted by module

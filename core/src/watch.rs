@@ -64,8 +64,9 @@ use sha2::{Digest, Sha256};
 use crate::deps;
 use crate::error::{Error, Result, Status};
 use crate::events::EventKind;
+use crate::loader::check_complete;
 use crate::loader::{sha256_hex, LoadOptions};
-use crate::manifest::{check_complete, identify};
+use crate::manifest::identify;
 use crate::runtime::{Runtime, UpgradeOptions};
 
 /// How a directory is watched.

@@ -124,10 +124,13 @@ fn load_errors_have_their_codes() {
     opts.expect_sha256_hex(&m.info().sha256).unwrap();
     rt.unload("probe", false).unwrap();
     rt.load(plugin("probe"), &opts).unwrap();
-    let e = rt.load(plugin("lifecycle"), &LoadOptions { config: b"fail-init".to_vec(), ..Default::default() }).unwrap_err();
+    let e =
+        rt.load(plugin("lifecycle"), &LoadOptions { config: b"fail-init".to_vec(), ..Default::default() }).unwrap_err();
     assert_eq!(e.status(), Status::InitFailed);
     assert!(e.message().contains("init refused by config"), "{e}");
-    let e = rt.load(plugin("lifecycle"), &LoadOptions { config: b"panic-init".to_vec(), ..Default::default() }).unwrap_err();
+    let e = rt
+        .load(plugin("lifecycle"), &LoadOptions { config: b"panic-init".to_vec(), ..Default::default() })
+        .unwrap_err();
     assert_eq!(e.status(), Status::InitFailed);
     assert!(e.message().contains("init panicked on purpose"), "{e}");
     assert!(rt.module("lifecycle").is_err(), "a failed load leaves nothing behind");
@@ -153,9 +156,14 @@ fn host_functions_events_and_logs_reach_the_host() {
     let rt = Runtime::new();
     let events = Arc::new(Mutex::new(Vec::new()));
     let ev = events.clone();
-    rt.set_event_handler(Some(Arc::new(move |e: &hotmod_core::Event| ev.lock().unwrap().push((e.kind, e.message.clone())))));
-    rt.register_host_function("greeting", Arc::new(|who: &[u8]| Ok(format!("Howdy ({} bytes)", who.len()).into_bytes())))
-        .unwrap();
+    rt.set_event_handler(Some(Arc::new(move |e: &hotmod_core::Event| {
+        ev.lock().unwrap().push((e.kind, e.message.clone()))
+    })));
+    rt.register_host_function(
+        "greeting",
+        Arc::new(|who: &[u8]| Ok(format!("Howdy ({} bytes)", who.len()).into_bytes())),
+    )
+    .unwrap();
     rt.load(plugin("text"), &LoadOptions { config: b"mode=demo".to_vec(), ..Default::default() }).unwrap();
     assert_eq!(&*rt.call("text", "greet", b"Ada").unwrap(), b"Howdy (3 bytes), Ada!");
     let kinds: Vec<EventKind> = events.lock().unwrap().iter().map(|e| e.0).collect();
@@ -176,7 +184,12 @@ fn prometheus_text_has_every_family() {
         rt.call("checksum", "crc32", b"x").unwrap();
     }
     let text = rt.stats_prometheus();
-    assert!(text.contains("hotmod_method_calls_total{module=\"checksum\",version=\"1.0.0\",method=\"crc32\"} 100"), "{text}");
+    assert!(
+        text.contains("hotmod_method_calls_total{module=\"checksum\",version=\"1.0.0\",method=\"crc32\"} 100"),
+        "{text}"
+    );
     assert!(text.contains("# TYPE hotmod_method_latency_seconds histogram"));
-    assert!(text.contains("hotmod_method_latency_seconds_count{module=\"checksum\",version=\"1.0.0\",method=\"crc32\"} 7"));
+    assert!(
+        text.contains("hotmod_method_latency_seconds_count{module=\"checksum\",version=\"1.0.0\",method=\"crc32\"} 7")
+    );
 }

@@ -116,7 +116,11 @@ fn each_old_version_is_destroyed_exactly_once_after_its_last_call() {
     stop.store(true, Ordering::Relaxed);
     callers.into_iter().for_each(|c| c.join().unwrap());
     let generation = rt.call("lifecycle", "generation", b"").unwrap();
-    assert_eq!(u64::from_le_bytes(generation[..8].try_into().unwrap()), u64::from(UPGRADES) + 1, "state handed over each time");
+    assert_eq!(
+        u64::from_le_bytes(generation[..8].try_into().unwrap()),
+        u64::from(UPGRADES) + 1,
+        "state handed over each time"
+    );
     rt.unload("lifecycle", false).unwrap();
     let destroyed = destroyed.lock().unwrap();
     assert_eq!(destroyed.len() as u32, UPGRADES + 1, "one destroy per version");
@@ -136,10 +140,19 @@ fn refused_upgrades_leave_the_old_version_serving() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("libgarbage.so");
     std::fs::write(&garbage, b"\x7fELF but not really").unwrap();
-    let with_config = |c: &str| UpgradeOptions { load: LoadOptions { config: c.into(), ..Default::default() }, force: false };
+    let not_elf = dir.path().join("libnotelf.so");
+    std::fs::write(&not_elf, b"just text, no ELF header at all").unwrap();
+    let with_config =
+        |c: &str| UpgradeOptions { load: LoadOptions { config: c.into(), ..Default::default() }, force: false };
     let cases: Vec<(std::path::PathBuf, UpgradeOptions, Status, &str)> = vec![
-        (garbage.clone(), upgrade_opts(), Status::NotALibrary, "not a loadable shared library"),
-        (plugin("probe"), upgrade_opts(), Status::InvalidArgument, "expected a plugin named 'lifecycle', found 'probe'"),
+        (garbage.clone(), upgrade_opts(), Status::NotALibrary, "truncated shared library"),
+        (not_elf.clone(), upgrade_opts(), Status::NotALibrary, "not a loadable shared library"),
+        (
+            plugin("probe"),
+            upgrade_opts(),
+            Status::InvalidArgument,
+            "expected a plugin named 'lifecycle', found 'probe'",
+        ),
         (plugin("lifecycle"), with_config("fail-init"), Status::InitFailed, "init refused by config"),
         (plugin("lifecycle"), with_config("panic-init"), Status::InitFailed, "init panicked on purpose"),
         (plugin("lifecycle"), with_config("fail-import"), Status::InitFailed, "state import refused by config"),
@@ -174,7 +187,11 @@ fn signature_changes_are_refused_unless_forced() {
     rt.upgrade("checksum", plugin("checksum-breaking"), &UpgradeOptions { force: true, ..Default::default() }).unwrap();
     assert_eq!(crc.call(b"x").unwrap_err().status(), Status::SignatureChanged);
     assert_eq!(adler.call(b"x").unwrap_err().status(), Status::StaleHandle);
-    assert_eq!(&*rt.call("checksum", "crc32", b"xyz").unwrap(), &[3, 0, 0, 0, 0, 0, 0, 0], "by name reaches the new contract");
+    assert_eq!(
+        &*rt.call("checksum", "crc32", b"xyz").unwrap(),
+        &[3, 0, 0, 0, 0, 0, 0, 0],
+        "by name reaches the new contract"
+    );
     assert_eq!(&*rt.method("checksum", "crc32").unwrap().call(b"xy").unwrap(), &[2, 0, 0, 0, 0, 0, 0, 0]);
 }
 
@@ -261,5 +278,9 @@ fn plugins_with_thread_local_destructors_stay_mapped() {
     }
     let kept = log.lock().unwrap().iter().filter(|e| e.kind == EventKind::KeptMapped).count();
     assert_eq!(kept, ROUNDS, "each replaced version reported that it stays mapped");
-    assert!(log.lock().unwrap().iter().any(|e| e.kind == EventKind::KeptMapped && e.message.contains("SAFE_TO_UNLOAD")));
+    assert!(log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e.kind == EventKind::KeptMapped && e.message.contains("SAFE_TO_UNLOAD")));
 }
