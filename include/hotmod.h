@@ -46,6 +46,12 @@
 #define HOTMOD_UNLOAD_CASCADE 1
 
 /**
+ * `hotmod_runtime_watch_dir` flag: unload a module when its file is removed
+ * from the directory (by default it keeps running).
+ */
+#define HOTMOD_WATCH_UNLOAD_ON_REMOVE 1
+
+/**
  * A stable hotmod status code.
  */
 enum hotmod_status
@@ -818,6 +824,61 @@ hotmod_status hotmod_runtime_module_count(const struct hotmod_runtime *rt, size_
 hotmod_status hotmod_runtime_module_at(const struct hotmod_runtime *rt,
                                        size_t index,
                                        struct hotmod_module **out);
+
+/**
+ * Brings the runtime to the state a TOML manifest describes:
+ *
+ * ```toml
+ * [[plugin]]
+ * path = "libchecksum.so"   # relative to the manifest's directory
+ * enabled = true            # optional, default true
+ * sha256 = "<64 hex>"       # optional; checked before any plugin code runs
+ * config = "key=value"      # optional; handed to the plugin's init
+ * ```
+ *
+ * The first call loads the enabled entries (in dependency order). Calling
+ * it again with the edited file upgrades entries whose file or config
+ * changed, loads new ones and unloads entries that were removed or
+ * disabled; modules loaded outside this manifest are left alone. Every
+ * entry is checked before anything changes. Errors:
+ * `HOTMOD_STATUS_BAD_MANIFEST` (with file and line), or the load error of
+ * the entry at fault (its line added to the message).
+ *
+ * # Safety
+ * `rt` from `hotmod_runtime_new`; `path` NUL-terminated.
+ */
+hotmod_status hotmod_runtime_apply_manifest(const struct hotmod_runtime *rt, const char *path);
+
+/**
+ * Watches directory `dir`: plugin files already there are loaded now (in
+ * dependency order); afterwards a new file is loaded, a replaced file
+ * upgrades its module, and (with `HOTMOD_WATCH_UNLOAD_ON_REMOVE`) a removed
+ * file unloads it. A file is acted on once its size and modification time
+ * have been stable for `debounce_ms` milliseconds (0: 200 ms), so files
+ * still being written are not loaded half-written. Failures become events
+ * (`HOTMOD_EVENT_KIND_UPGRADE_FAILED`, `HOTMOD_EVENT_KIND_WATCH_ERROR`) on a
+ * thread named `hotmod-watch`; the old version keeps serving.
+ *
+ * The watcher lives until `hotmod_runtime_unwatch_dir` or
+ * `hotmod_runtime_free`. `HOTMOD_STATUS_BUSY` if `dir` is already watched.
+ *
+ * # Safety
+ * `rt` from `hotmod_runtime_new`; `dir` NUL-terminated.
+ */
+hotmod_status hotmod_runtime_watch_dir(const struct hotmod_runtime *rt,
+                                       const char *dir,
+                                       uint32_t debounce_ms,
+                                       uint32_t flags);
+
+/**
+ * Stops watching `dir` (the modules it loaded stay loaded).
+ * `HOTMOD_STATUS_INVALID_ARGUMENT` if it is not watched.
+ *
+ * # Safety
+ * `rt` from `hotmod_runtime_new`; `dir` NUL-terminated. Must not be called
+ * from an event callback running on the watcher's own thread.
+ */
+hotmod_status hotmod_runtime_unwatch_dir(const struct hotmod_runtime *rt, const char *dir);
 
 /**
  * Takes a snapshot of every method's counters; `*out` owns it.

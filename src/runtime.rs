@@ -1,9 +1,14 @@
 //! Runtime, load options, load/upgrade/unload, host functions and events.
 
+use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hotmod_core::abi::hotmod_output;
+use hotmod_core::manifest::{self, ManifestState};
+use hotmod_core::watch::{self, WatchOptions, Watcher};
 use hotmod_core::{Error, Event, HostFunction, LoadOptions, OutputWriter, Runtime, Status, UpgradeOptions};
 
 use crate::ffi::{self, out_arg, str_arg, write_out, BoxHandle, ForeignData};
@@ -18,8 +23,24 @@ pub struct hotmod_runtime {
     _private: [u8; 0],
 }
 
+/// What a `hotmod_runtime` owns: the runtime, what each manifest applied
+/// to it brought in, and its directory watchers (dropped first, so no
+/// watcher outlives the runtime it feeds).
+pub(crate) struct RuntimeBox {
+    watchers: Mutex<Vec<Watcher>>,
+    manifests: Mutex<HashMap<PathBuf, ManifestState>>,
+    rt: Arc<Runtime>,
+}
+
+impl std::ops::Deref for RuntimeBox {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        &self.rt
+    }
+}
+
 impl BoxHandle for hotmod_runtime {
-    type Inner = Runtime;
+    type Inner = RuntimeBox;
 }
 
 /// Options for `hotmod_runtime_load` and `hotmod_runtime_upgrade`: expected
@@ -86,7 +107,8 @@ pub unsafe extern "C" fn hotmod_runtime_new(out: *mut *mut hotmod_runtime) -> St
     ffi_status!({
         out_arg(out, "out (hotmod_runtime **)")?;
         // SAFETY: checked non-NULL.
-        unsafe { write_out(out, hotmod_runtime::into_c(Runtime::new())) };
+        let rt = RuntimeBox { watchers: Mutex::default(), manifests: Mutex::default(), rt: Arc::new(Runtime::new()) };
+        unsafe { write_out(out, hotmod_runtime::into_c(rt)) };
         Ok(())
     })
 }
@@ -443,6 +465,117 @@ pub unsafe extern "C" fn hotmod_runtime_module_at(
         })?;
         // SAFETY: checked non-NULL.
         unsafe { write_out(out, hotmod_module::into_c(ModuleBox::new(m))) };
+        Ok(())
+    })
+}
+
+/// `hotmod_runtime_watch_dir` flag: unload a module when its file is removed
+/// from the directory (by default it keeps running).
+pub const HOTMOD_WATCH_UNLOAD_ON_REMOVE: u32 = 1;
+
+/// Brings the runtime to the state a TOML manifest describes:
+///
+/// ```toml
+/// [[plugin]]
+/// path = "libchecksum.so"   # relative to the manifest's directory
+/// enabled = true            # optional, default true
+/// sha256 = "<64 hex>"       # optional; checked before any plugin code runs
+/// config = "key=value"      # optional; handed to the plugin's init
+/// ```
+///
+/// The first call loads the enabled entries (in dependency order). Calling
+/// it again with the edited file upgrades entries whose file or config
+/// changed, loads new ones and unloads entries that were removed or
+/// disabled; modules loaded outside this manifest are left alone. Every
+/// entry is checked before anything changes. Errors:
+/// `HOTMOD_STATUS_BAD_MANIFEST` (with file and line), or the load error of
+/// the entry at fault (its line added to the message).
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `path` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_apply_manifest(rt: *const hotmod_runtime, path: *const c_char) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        // SAFETY: per the contract.
+        let path = unsafe { str_arg(path, "path")? };
+        let key = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
+        let mut manifests = b.manifests.lock().unwrap_or_else(|e| e.into_inner());
+        let state = manifests.entry(key).or_default();
+        manifest::load_manifest(&b.rt, path, state).map(|_| ())
+    })
+}
+
+/// Watches directory `dir`: plugin files already there are loaded now (in
+/// dependency order); afterwards a new file is loaded, a replaced file
+/// upgrades its module, and (with `HOTMOD_WATCH_UNLOAD_ON_REMOVE`) a removed
+/// file unloads it. A file is acted on once its size and modification time
+/// have been stable for `debounce_ms` milliseconds (0: 200 ms), so files
+/// still being written are not loaded half-written. Failures become events
+/// (`HOTMOD_EVENT_KIND_UPGRADE_FAILED`, `HOTMOD_EVENT_KIND_WATCH_ERROR`) on a
+/// thread named `hotmod-watch`; the old version keeps serving.
+///
+/// The watcher lives until `hotmod_runtime_unwatch_dir` or
+/// `hotmod_runtime_free`. `HOTMOD_STATUS_BUSY` if `dir` is already watched.
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `dir` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_watch_dir(
+    rt: *const hotmod_runtime,
+    dir: *const c_char,
+    debounce_ms: u32,
+    flags: u32,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        // SAFETY: per the contract.
+        let dir = unsafe { str_arg(dir, "dir")? };
+        let abs = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+        let mut watchers = b.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if watchers.iter().any(|w| w.dir() == abs) {
+            return Err(Error::new(
+                Status::Busy,
+                format!("expected a directory not watched yet, found '{}' already watched", abs.display()),
+            ));
+        }
+        let mut opts =
+            WatchOptions { unload_on_remove: flags & HOTMOD_WATCH_UNLOAD_ON_REMOVE != 0, ..Default::default() };
+        if debounce_ms > 0 {
+            opts.debounce = Duration::from_millis(u64::from(debounce_ms));
+        }
+        watchers.push(watch::watch_dir(&b.rt, &abs, opts)?);
+        Ok(())
+    })
+}
+
+/// Stops watching `dir` (the modules it loaded stay loaded).
+/// `HOTMOD_STATUS_INVALID_ARGUMENT` if it is not watched.
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `dir` NUL-terminated. Must not be called
+/// from an event callback running on the watcher's own thread.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_unwatch_dir(rt: *const hotmod_runtime, dir: *const c_char) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        // SAFETY: per the contract.
+        let dir = unsafe { str_arg(dir, "dir")? };
+        let abs = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+        let watcher = {
+            let mut watchers = b.watchers.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(i) = watchers.iter().position(|w| w.dir() == abs) else {
+                return Err(Error::new(
+                    Status::InvalidArgument,
+                    format!("expected a watched directory, found '{}' not watched", abs.display()),
+                ));
+            };
+            watchers.remove(i)
+        };
+        watcher.stop();
         Ok(())
     })
 }
