@@ -1,0 +1,552 @@
+//! `Runtime`: load, upgrade and unload modules; resolve and call methods;
+//! host functions, lifecycle events and statistics.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hotmod_core as core;
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+
+use crate::async_call::{self, Target};
+use crate::host::{self, JsHostFunction};
+use crate::module::{Method, Module};
+use crate::options::Options;
+use crate::{errors, events, fast, input};
+
+/// Options for `new Runtime()`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct RuntimeOptions {
+    /// How long `upgrade` and `unload` wait for calls in flight on the old
+    /// version before returning (milliseconds, default 200). Calls are
+    /// never cut short: a version still in use after this is destroyed when
+    /// its last call (or output `Buffer`) is done with it.
+    pub drain_timeout_ms: Option<f64>,
+}
+
+/// Options for `runtime.load()`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct LoadOptions {
+    /// Refuse the file unless its SHA-256 is this (64 hex digits); checked
+    /// before any plugin code runs.
+    pub sha256: Option<String>,
+    /// Configuration handed to the plugin's `init` hook (a string is sent
+    /// as UTF-8).
+    #[napi(ts_type = "ArrayBufferView | ArrayBuffer | string")]
+    pub config: Option<String>,
+    /// Accept a file (or directory) that anyone may write to.
+    pub allow_world_writable: Option<bool>,
+}
+
+/// One file for `runtime.loadAll()`: its path and the options of `load`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct LoadEntry {
+    /// The plugin file.
+    pub path: String,
+    /// As for `load`.
+    pub sha256: Option<String>,
+    /// As for `load`.
+    #[napi(ts_type = "ArrayBufferView | ArrayBuffer | string")]
+    pub config: Option<String>,
+    /// As for `load`.
+    pub allow_world_writable: Option<bool>,
+}
+
+/// Options for `runtime.upgrade()`: those of `load`, and `force`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct UpgradeOptions {
+    /// Publish even if methods that callers hold handles to were removed or
+    /// changed signature; those handles then fail with
+    /// `Status.StaleHandle` or `Status.SignatureChanged`.
+    pub force: Option<bool>,
+    /// As for `load`.
+    pub sha256: Option<String>,
+    /// As for `load`.
+    #[napi(ts_type = "ArrayBufferView | ArrayBuffer | string")]
+    pub config: Option<String>,
+    /// As for `load`.
+    pub allow_world_writable: Option<bool>,
+}
+
+/// Options for `runtime.unload()`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct UnloadOptions {
+    /// Unload the modules that depend on this one first, instead of
+    /// refusing with `Status.ModuleInUse`.
+    pub cascade: Option<bool>,
+}
+
+/// A lifecycle event, as passed to the handler of `setEventHandler`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+pub struct LifecycleEvent {
+    /// What happened.
+    #[napi(
+        ts_type = "'loaded' | 'validated' | 'activated' | 'draining' | 'unloaded' | 'upgradeFailed' | 'keptMapped' | 'log' | 'watchError'"
+    )]
+    pub kind: String,
+    /// Module name ("" when not known yet, for example for a corrupt file).
+    pub module: String,
+    /// Module version ("" when not known).
+    pub version: String,
+    /// Plugin file involved ("" if none).
+    pub path: String,
+    /// Details: for `upgradeFailed` the reason, for `log` the line.
+    pub message: String,
+    /// The `Status` for failures (0 otherwise); the level for `log`.
+    pub code: i32,
+}
+
+/// Statistics of one method (counters persist across upgrades).
+#[napi(object, object_from_js = false)]
+pub struct MethodStats {
+    /// Module name.
+    pub module: String,
+    /// Active version of the module.
+    pub version: String,
+    /// Method name.
+    pub method: String,
+    /// Whether the active version has this method (a forced upgrade may
+    /// have removed it while its counters remain).
+    pub present: bool,
+    /// Method handles that callers hold.
+    pub handles: u32,
+    /// Calls started.
+    pub calls: f64,
+    /// Calls that failed.
+    pub errors: f64,
+    /// Calls in which the plugin panicked.
+    pub panics: f64,
+    /// Calls whose latency was sampled.
+    pub latency_samples: f64,
+    /// Mean sampled latency, nanoseconds (0 without samples).
+    pub mean_ns: f64,
+    /// Median sampled latency (upper bound of its log2 bucket), nanoseconds.
+    pub p50_ns: f64,
+    /// 99th percentile sampled latency (upper bound of its bucket), nanoseconds.
+    pub p99_ns: f64,
+}
+
+/// A hotmod runtime: a set of loaded plugin modules and the services the
+/// host offers them.
+///
+/// ```js
+/// const { Runtime } = require('hotmod')
+/// const rt = new Runtime()
+/// rt.load('/opt/plugins/libchecksum.so')
+/// const crc32 = rt.method('checksum', 'crc32')
+/// crc32.callSync(Buffer.from('hello'))        // Buffer <86 a6 10 36>
+/// await crc32.call(bigBuffer)                 // runs on a worker thread
+/// ```
+///
+/// Every method throws (or rejects with) an `Error` whose `code` is a
+/// `Status`. Modules stay loaded until unloaded, `close()`d, or the runtime
+/// is garbage-collected.
+#[napi]
+pub struct Runtime {
+    core: Arc<core::Runtime>,
+    /// Names of the host functions registered through this object.
+    host_names: Mutex<BTreeSet<String>>,
+}
+
+/// Refuses an administrative operation from inside a JavaScript host
+/// function: the runtime may be in the middle of a load, upgrade or unload
+/// on this very thread, holding the lock the operation needs.
+unsafe fn refuse_reentry(env: sys::napi_env, what: &str) -> Result<()> {
+    if host::in_host_function() {
+        // SAFETY: on the JavaScript thread (callers).
+        return Err(unsafe {
+            errors::throw(
+                env,
+                core::Status::Busy.code(),
+                &format!(
+                    "Runtime.{what} cannot run inside a host function (a plugin is running on this thread, possibly during a load, upgrade or unload); defer it, for example with setImmediate()"
+                ),
+                false,
+            )
+        });
+    }
+    Ok(())
+}
+
+unsafe fn load_options(opts: &Options, env: sys::napi_env) -> Result<core::LoadOptions> {
+    let mut load = core::LoadOptions::default();
+    if let Some(hex) = opts.string("sha256")? {
+        if let Err(e) = load.expect_sha256_hex(&hex) {
+            // SAFETY: on the JavaScript thread (callers).
+            return Err(unsafe { errors::throw_core(env, &e) });
+        }
+    }
+    if let Some(config) = opts.bytes("config")? {
+        load.config = config;
+    }
+    load.allow_world_writable = opts.bool("allowWorldWritable")?.unwrap_or(false);
+    Ok(load)
+}
+
+#[napi]
+impl Runtime {
+    /// A new runtime with no modules.
+    #[napi(constructor, catch_unwind, ts_args_type = "options?: RuntimeOptions")]
+    pub fn new(env: &Env, options: Unknown) -> Result<Self> {
+        let env = env.raw();
+        host::set_js_thread(env);
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        let opts = unsafe { Options::new(env, options.raw(), "new Runtime", &["drainTimeoutMs"])? };
+        let mut ro = core::RuntimeOptions::default();
+        if let Some(ms) = opts.non_negative("drainTimeoutMs")? {
+            ro.drain_timeout = Duration::from_secs_f64(ms / 1000.0);
+        }
+        Ok(Runtime { core: Arc::new(core::Runtime::with_options(ro)), host_names: Mutex::new(BTreeSet::new()) })
+    }
+
+    /// Loads a plugin file and activates it; returns the module.
+    ///
+    /// The file is read once, checked (its mode, and `options.sha256` if
+    /// given), mapped from a private copy, validated, initialised with
+    /// `options.config` and published. Throws, for example,
+    /// `Status.FileMissing`, `Status.NotALibrary`, `Status.NameConflict`,
+    /// `Status.DependencyUnsatisfied` or `Status.InitFailed`.
+    #[napi(catch_unwind, ts_args_type = "path: string, options?: LoadOptions")]
+    pub fn load(&self, env: &Env, path: Unknown, options: Unknown) -> Result<Module> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            refuse_reentry(env, "load")?;
+            let path = input::string_arg(env, path.raw(), "Runtime.load", "the plugin path")?;
+            let opts = Options::new(env, options.raw(), "Runtime.load", &["sha256", "config", "allowWorldWritable"])?;
+            let load = load_options(&opts, env)?;
+            match self.core.load(&path, &load) {
+                Ok(inner) => Ok(Module { inner }),
+                Err(e) => Err(errors::throw_core(env, &e)),
+            }
+        }
+    }
+
+    /// Loads several plugin files in dependency order (each a path, or a
+    /// `{ path, ...loadOptions }` object); returns the modules in the order
+    /// they were loaded. Nothing is loaded unless every file validates: a
+    /// dependency cycle among them is refused with `Status.DependencyCycle`
+    /// (the message names it), and if one fails to start the ones this call
+    /// already started are unloaded again.
+    #[napi(catch_unwind, ts_args_type = "files: Array<string | LoadEntry>")]
+    pub fn load_all(&self, env: &Env, files: Unknown) -> Result<Vec<Module>> {
+        const CTX: &str = "Runtime.loadAll";
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            refuse_reentry(env, "loadAll")?;
+            let mut is_array = false;
+            sys::napi_is_array(env, files.raw(), &mut is_array);
+            if !is_array {
+                return Err(errors::throw_invalid(
+                    env,
+                    &format!(
+                        "{CTX}: expected an array of paths or {{ path, ...options }} objects, found {}",
+                        errors::describe_value(env, files.raw())
+                    ),
+                ));
+            }
+            let mut n = 0u32;
+            sys::napi_get_array_length(env, files.raw(), &mut n);
+            let mut list = Vec::with_capacity(n as usize);
+            for i in 0..n {
+                let mut item = std::ptr::null_mut();
+                sys::napi_get_element(env, files.raw(), i, &mut item);
+                if let Some(path) = input::string_value(env, item) {
+                    list.push((std::path::PathBuf::from(path), core::LoadOptions::default()));
+                    continue;
+                }
+                let opts = Options::new(env, item, CTX, &["path", "sha256", "config", "allowWorldWritable"])?;
+                let Some(path) = opts.string("path")? else {
+                    return Err(errors::throw_invalid(env, &format!("{CTX}: entry {i} has no 'path'")));
+                };
+                list.push((std::path::PathBuf::from(path), load_options(&opts, env)?));
+            }
+            match self.core.load_all(&list) {
+                Ok(modules) => Ok(modules.into_iter().map(|inner| Module { inner }).collect()),
+                Err(e) => Err(errors::throw_core(env, &e)),
+            }
+        }
+    }
+
+    /// Replaces the running version of module `name` with the plugin at
+    /// `path` while calls keep flowing; returns the new module.
+    ///
+    /// Calls that started before the switch finish on the old version;
+    /// every later call reaches the new one; no call fails. On any failure
+    /// (the new file is invalid, named differently, refused by a dependent,
+    /// changes a method callers hold handles to without `force`, or fails to
+    /// start) the old version keeps serving and the error says why.
+    /// Blocks up to the drain timeout while calls in flight finish.
+    #[napi(catch_unwind, ts_args_type = "name: string, path: string, options?: UpgradeOptions")]
+    pub fn upgrade(&self, env: &Env, name: Unknown, path: Unknown, options: Unknown) -> Result<Module> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            refuse_reentry(env, "upgrade")?;
+            let name = input::string_arg(env, name.raw(), "Runtime.upgrade", "the module name")?;
+            let path = input::string_arg(env, path.raw(), "Runtime.upgrade", "the plugin path")?;
+            let opts = Options::new(
+                env,
+                options.raw(),
+                "Runtime.upgrade",
+                &["force", "sha256", "config", "allowWorldWritable"],
+            )?;
+            let upgrade =
+                core::UpgradeOptions { load: load_options(&opts, env)?, force: opts.bool("force")?.unwrap_or(false) };
+            match self.core.upgrade(&name, &path, &upgrade) {
+                Ok(inner) => Ok(Module { inner }),
+                Err(e) => Err(errors::throw_core(env, &e)),
+            }
+        }
+    }
+
+    /// Unloads module `name`: it takes no new calls, calls in flight finish,
+    /// then it is destroyed. Refused with `Status.ModuleInUse` while other
+    /// modules depend on it, unless `{ cascade: true }`, which unloads those
+    /// first. Handles to its methods then fail with `Status.StaleHandle`.
+    #[napi(catch_unwind, ts_args_type = "name: string, options?: UnloadOptions")]
+    pub fn unload(&self, env: &Env, name: Unknown, options: Unknown) -> Result<()> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            refuse_reentry(env, "unload")?;
+            let name = input::string_arg(env, name.raw(), "Runtime.unload", "the module name")?;
+            let opts = Options::new(env, options.raw(), "Runtime.unload", &["cascade"])?;
+            let cascade = opts.bool("cascade")?.unwrap_or(false);
+            self.core.unload(&name, cascade).map_err(|e| errors::throw_core(env, &e))
+        }
+    }
+
+    /// Unloads every module (dependents first) and drops the host functions
+    /// and the event handler registered through this object, releasing the
+    /// JavaScript functions they hold. The runtime stays usable.
+    #[napi(catch_unwind)]
+    pub fn close(&self, env: &Env) -> Result<()> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe { refuse_reentry(env, "close")? };
+        for m in self.core.modules() {
+            // A module may already be gone, unloaded with a dependency.
+            let _ = self.core.unload(m.name(), true);
+        }
+        let names = std::mem::take(&mut *self.host_names.lock().unwrap_or_else(|e| e.into_inner()));
+        for name in names {
+            self.core.unregister_host_function(&name);
+        }
+        self.core.set_event_handler(None);
+        Ok(())
+    }
+
+    /// The loaded module named `name`; throws `Status.ModuleNotFound`.
+    #[napi(catch_unwind, ts_args_type = "name: string")]
+    pub fn module(&self, env: &Env, name: Unknown) -> Result<Module> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            let name = input::string_arg(env, name.raw(), "Runtime.module", "the module name")?;
+            match self.core.module(&name) {
+                Ok(inner) => Ok(Module { inner }),
+                Err(e) => Err(errors::throw_core(env, &e)),
+            }
+        }
+    }
+
+    /// All loaded modules, sorted by name.
+    #[napi]
+    pub fn modules(&self) -> Vec<Module> {
+        self.core.modules().into_iter().map(|inner| Module { inner }).collect()
+    }
+
+    /// The lifecycle state of module `name`'s active version: `'active'`
+    /// while it serves calls. Throws `Status.ModuleNotFound`.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "name: string",
+        ts_return_type = "'loaded' | 'validated' | 'active' | 'draining' | 'unloaded'"
+    )]
+    pub fn state(&self, env: &Env, name: Unknown) -> Result<String> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            let name = input::string_arg(env, name.raw(), "Runtime.state", "the module name")?;
+            match self.core.state(&name) {
+                Ok(s) => Ok(match s {
+                    core::State::Loaded => "loaded",
+                    core::State::Validated => "validated",
+                    core::State::Active => "active",
+                    core::State::Draining => "draining",
+                    core::State::Unloaded => "unloaded",
+                }
+                .to_owned()),
+                Err(e) => Err(errors::throw_core(env, &e)),
+            }
+        }
+    }
+
+    /// Resolves `module.method` to a handle: the fast path for repeated
+    /// calls. Throws `Status.ModuleNotFound` or `Status.MethodNotFound`.
+    #[napi(catch_unwind, ts_args_type = "module: string, method: string")]
+    pub fn method(&self, env: &Env, module: Unknown, method: Unknown) -> Result<Method> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            let module = input::string_arg(env, module.raw(), "Runtime.method", "the module name")?;
+            let method = input::string_arg(env, method.raw(), "Runtime.method", "the method name")?;
+            let m = self.core.module(&module).map_err(|e| errors::throw_core(env, &e))?;
+            match m.method(&method) {
+                Ok(handle) => Ok(Method::new(handle, m.info())),
+                Err(e) => Err(errors::throw_core(env, &e)),
+            }
+        }
+    }
+
+    /// Calls `module.method` by name on the JavaScript thread and returns
+    /// its output (see `Method.callSync` for input and output).
+    #[napi(
+        catch_unwind,
+        ts_args_type = "module: string, method: string, input?: ArrayBufferView | ArrayBuffer | string",
+        ts_return_type = "Buffer"
+    )]
+    pub fn call_sync(&self, env: &Env, module: Unknown, method: Unknown, input: Unknown) -> Result<sys::napi_value> {
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe { fast::call_name(env.raw(), &self.core, module.raw(), method.raw(), input.raw()) }
+    }
+
+    /// Calls `module.method` by name on a libuv worker thread; resolves to
+    /// its output (see `Method.call`).
+    #[napi(
+        catch_unwind,
+        ts_args_type = "module: string, method: string, input?: ArrayBufferView | ArrayBuffer | string",
+        ts_return_type = "Promise<Buffer>"
+    )]
+    pub fn call(&self, env: &Env, module: Unknown, method: Unknown, input: Unknown) -> Result<sys::napi_value> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            let module = input::string_arg(env, module.raw(), "Runtime.call", "the module name")?;
+            let method = input::string_arg(env, method.raw(), "Runtime.call", "the method name")?;
+            let bytes = input::read(env, input.raw(), "Runtime.call")?;
+            async_call::start(env, Target::Name(self.core.clone(), module, method), bytes, input.raw())
+        }
+    }
+
+    /// Registers (or replaces) a host function: a JavaScript function that
+    /// plugins call by `name`. It receives the plugin's input as a `Buffer`
+    /// (a copy) and returns a `Buffer`, `TypedArray`, `DataView`,
+    /// `ArrayBuffer`, string or nothing; it must return synchronously. What
+    /// it throws becomes the plugin's error.
+    ///
+    /// It always runs on the JavaScript thread: called directly during a
+    /// synchronous call; during an asynchronous call the plugin's worker
+    /// thread waits while the call hops to the JavaScript thread. It cannot
+    /// load, upgrade or unload modules (that throws `Status.Busy`); it may
+    /// call methods.
+    #[napi(
+        catch_unwind,
+        ts_args_type = "name: string, fn: (input: Buffer) => ArrayBufferView | ArrayBuffer | string | void"
+    )]
+    pub fn register_host_function(&self, env: &Env, name: Unknown, func: Unknown) -> Result<()> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        let name = unsafe {
+            let name = input::string_arg(env, name.raw(), "Runtime.registerHostFunction", "the host function name")?;
+            expect_function(env, func.raw(), "Runtime.registerHostFunction", "the host function")?;
+            host::set_js_thread(env);
+            let f = JsHostFunction::new(env, &name, func.raw())?;
+            self.core.register_host_function(&name, Arc::new(f)).map_err(|e| errors::throw_core(env, &e))?;
+            name
+        };
+        self.host_names.lock().unwrap_or_else(|e| e.into_inner()).insert(name);
+        Ok(())
+    }
+
+    /// Removes a host function; returns whether it was registered. Plugins
+    /// calling it afterwards get an error (`Status.MethodNotFound`).
+    #[napi(catch_unwind, ts_args_type = "name: string")]
+    pub fn unregister_host_function(&self, env: &Env, name: Unknown) -> Result<bool> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        let name = unsafe { input::string_arg(env, name.raw(), "Runtime.unregisterHostFunction", "the name")? };
+        self.host_names.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
+        Ok(self.core.unregister_host_function(&name))
+    }
+
+    /// Sets (or, with `null`, clears) the function that receives lifecycle
+    /// events: modules loaded, validated, activated, draining, unloaded,
+    /// upgrades that failed, plugin log lines. Events are delivered on the
+    /// JavaScript thread, in order, on a later turn of the event loop (never
+    /// in the middle of the operation that caused them). An exception the
+    /// handler throws is reported as an uncaught exception.
+    #[napi(catch_unwind, ts_args_type = "handler: ((event: LifecycleEvent) => void) | null")]
+    pub fn set_event_handler(&self, env: &Env, handler: Unknown) -> Result<()> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            let mut t = 0;
+            sys::napi_typeof(env, handler.raw(), &mut t);
+            if t == sys::ValueType::napi_null || t == sys::ValueType::napi_undefined {
+                self.core.set_event_handler(None);
+                return Ok(());
+            }
+            expect_function(env, handler.raw(), "Runtime.setEventHandler", "the handler (or null)")?;
+            let h = events::handler(env, handler.raw())?;
+            self.core.set_event_handler(Some(h));
+        }
+        Ok(())
+    }
+
+    /// What `index.js` passes to the fast path (internal).
+    #[napi(getter, js_name = "__ref", skip_typescript)]
+    pub fn external(&self, env: &Env) -> Result<sys::napi_value> {
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe { fast::external(env.raw(), self.core.clone()) }
+    }
+
+    /// Statistics of every method of every loaded module, sorted by module
+    /// then declaration order. Counters persist across upgrades.
+    #[napi]
+    pub fn stats(&self) -> Vec<MethodStats> {
+        self.core
+            .stats()
+            .into_iter()
+            .map(|s| MethodStats {
+                module: s.module,
+                version: s.version,
+                method: s.method,
+                present: s.present,
+                handles: u32::try_from(s.handles).unwrap_or(u32::MAX),
+                calls: s.counters.calls as f64,
+                errors: s.counters.errors as f64,
+                panics: s.counters.panics as f64,
+                latency_samples: s.counters.latency_samples as f64,
+                mean_ns: s.counters.mean_ns() as f64,
+                p50_ns: s.counters.quantile_ns(0.5) as f64,
+                p99_ns: s.counters.quantile_ns(0.99) as f64,
+            })
+            .collect()
+    }
+
+    /// The statistics in Prometheus text exposition format.
+    #[napi]
+    pub fn stats_prometheus(&self) -> String {
+        self.core.stats_prometheus()
+    }
+}
+
+unsafe fn expect_function(env: sys::napi_env, v: sys::napi_value, ctx: &str, what: &str) -> Result<()> {
+    let mut t = 0;
+    // SAFETY: on the JavaScript thread (callers).
+    unsafe {
+        sys::napi_typeof(env, v, &mut t);
+        if t != sys::ValueType::napi_function {
+            return Err(errors::throw_invalid(
+                env,
+                &format!("{ctx}: expected {what} as a function, found {}", errors::describe_value(env, v)),
+            ));
+        }
+    }
+    Ok(())
+}
