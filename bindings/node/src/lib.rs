@@ -48,6 +48,16 @@ pub const COPY_THRESHOLD: u32 = output::COPY_MAX as u32;
 pub fn buffer_address(env: &Env, view: Unknown) -> Result<BigInt> {
     // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
     let input = unsafe { input::read(env.raw(), view.raw(), "bufferAddress")? };
+    if !input.borrows_object {
+        // A string or nothing: there is no caller memory to point at.
+        // SAFETY: as above.
+        return Err(unsafe {
+            errors::throw_invalid(
+                env.raw(),
+                "bufferAddress: expected a Buffer, TypedArray, DataView or ArrayBuffer, found a string or undefined",
+            )
+        });
+    }
     let bytes = input.bytes();
     let addr = if bytes.is_empty() { 0 } else { bytes.as_ptr() as u64 };
     Ok(BigInt::from(addr))

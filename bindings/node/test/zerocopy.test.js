@@ -34,6 +34,7 @@ test('input is read in place: the plugin sees the caller\'s address', async () =
   const view = new Uint8Array(backing, 100, 50)
   assert.equal(bufferAddress(view) - bufferAddress(backing), 100n)
   assert.equal(bufferAddress(Buffer.alloc(0)), 0n)
+  assert.throws(() => bufferAddress('text'), (e) => e.code === hotmod.Status.InvalidArgument)
   rt.close()
 })
 
