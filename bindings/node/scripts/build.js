@@ -33,11 +33,17 @@ function fail(message) {
 function build() {
   const cargo = process.env.CARGO || 'cargo'
   const env = { ...process.env, NAPI_TYPE_DEF_TMP_FOLDER: typeDefDir }
-  if (!fs.existsSync(path.join(typeDefDir, crateName))) {
-    // The definitions are written only when the crate compiles: force it.
-    env[`NAPI_FORCE_BUILD_${crateName.toUpperCase().replace(/-/g, '_')}`] = String(Date.now())
-  }
+  // The definitions are written only when the crate compiles: if they are
+  // missing, force that with a new value of the variable napi-build watches.
+  // The value is kept, so the next build sees the same environment.
   fs.mkdirSync(typeDefDir, { recursive: true })
+  const forceFile = path.join(typeDefDir, '.force-build')
+  let force = fs.existsSync(forceFile) ? fs.readFileSync(forceFile, 'utf8') : '0'
+  if (!fs.existsSync(path.join(typeDefDir, crateName))) {
+    force = String(Date.now())
+    fs.writeFileSync(forceFile, force)
+  }
+  env[`NAPI_FORCE_BUILD_${crateName.toUpperCase().replace(/-/g, '_')}`] = force
   const cargoArgs = [
     'build',
     '--manifest-path', path.join(root, 'Cargo.toml'),

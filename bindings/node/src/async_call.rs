@@ -142,6 +142,9 @@ unsafe extern "C" fn complete(env: sys::napi_env, status: sys::napi_status, data
 }
 
 /// Rejects the call's promise with an error carrying `code`.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`, with `work.deferred` not yet settled.
 unsafe fn settle_error(env: sys::napi_env, work: &Work, code: i32, message: &str) {
     // SAFETY: on the JavaScript thread (callers).
     unsafe {
@@ -153,6 +156,9 @@ unsafe fn settle_error(env: sys::napi_env, work: &Work, code: i32, message: &str
 }
 
 /// Drops the keep-alive reference (the input may be collected after this).
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`.
 unsafe fn release(env: sys::napi_env, work: Work) {
     if !work.keep.is_null() {
         // SAFETY: on the JavaScript thread (callers); created in `start`.

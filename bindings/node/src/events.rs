@@ -75,6 +75,10 @@ unsafe extern "C" fn call_js(env: sys::napi_env, func: sys::napi_value, _ctx: *m
     }
 }
 
+/// The JavaScript object for an event.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`, inside a handle scope.
 unsafe fn event_object(env: sys::napi_env, ev: &Event) -> Option<sys::napi_value> {
     let mut obj = ptr::null_mut();
     // SAFETY: as in `call_js`.
@@ -94,6 +98,10 @@ unsafe fn event_object(env: sys::napi_env, ev: &Event) -> Option<sys::napi_value
     Some(obj)
 }
 
+/// Sets a string property.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`, inside a handle scope; `obj` must be an object.
 unsafe fn set_str(env: sys::napi_env, obj: sys::napi_value, key: &std::ffi::CStr, value: &str) {
     let mut v = ptr::null_mut();
     // SAFETY: as in `call_js`.

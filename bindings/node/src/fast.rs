@@ -195,6 +195,9 @@ unsafe fn unwrap<'a, T: Tagged>(env: sys::napi_env, v: sys::napi_value, ctx: &st
 
 /// Runs a raw callback body: reads up to N arguments, turns an error (its
 /// exception already thrown) into NULL, and a panic into a thrown error.
+///
+/// # Safety
+/// Must be called from an N-API callback, with the `env` and `info` it was given.
 #[inline]
 unsafe fn raw<const N: usize>(
     env: sys::napi_env,

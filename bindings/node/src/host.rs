@@ -193,6 +193,10 @@ unsafe fn invoke(env: sys::napi_env, func: sys::napi_value, input: &[u8]) -> Res
     r
 }
 
+/// [`invoke`] inside a handle scope of its own.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`.
 unsafe fn invoke_scoped(env: sys::napi_env, func: sys::napi_value, input: &[u8]) -> Result<Vec<u8>, String> {
     let mut scope = ptr::null_mut();
     // SAFETY: env is live on this thread (caller contract); every value
@@ -207,6 +211,10 @@ unsafe fn invoke_scoped(env: sys::napi_env, func: sys::napi_value, input: &[u8])
     }
 }
 
+/// The call itself; its values live in the caller's handle scope.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`, inside a handle scope.
 unsafe fn invoke_in_scope(env: sys::napi_env, func: sys::napi_value, input: &[u8]) -> Result<Vec<u8>, String> {
     // SAFETY: as in `invoke`.
     unsafe {

@@ -101,6 +101,11 @@ pub(crate) unsafe fn read(env: sys::napi_env, v: sys::napi_value, ctx: &str) -> 
     }
 }
 
+/// The rest of [`read`]: `undefined`, strings, `ArrayBuffer`s and views
+/// that `napi_get_buffer_info` refused.
+///
+/// # Safety
+/// As for [`read`].
 #[cold]
 unsafe fn read_slow(env: sys::napi_env, v: sys::napi_value, ctx: &str) -> napi::Result<Input> {
     let mut data = ptr::null_mut();
@@ -141,6 +146,9 @@ unsafe fn read_slow(env: sys::napi_env, v: sys::napi_value, ctx: &str) -> napi::
 
 /// Typed arrays and data views, for runtimes whose `napi_get_buffer_info`
 /// accepts only Node `Buffer`s.
+///
+/// # Safety
+/// As for [`read`].
 unsafe fn view_fallback(env: sys::napi_env, v: sys::napi_value) -> Option<Input> {
     let mut yes = false;
     let mut data = ptr::null_mut();
@@ -177,6 +185,10 @@ fn typed_array_element_size(ty: sys::napi_typedarray_type) -> usize {
     }
 }
 
+/// What a refused input is, for the error message.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`.
 unsafe fn describe_input(env: sys::napi_env, v: sys::napi_value) -> &'static str {
     let mut yes = false;
     // SAFETY: as in `read`.

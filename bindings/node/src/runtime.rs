@@ -153,6 +153,9 @@ pub struct Runtime {
 /// Refuses an administrative operation from inside a JavaScript host
 /// function: the runtime may be in the middle of a load, upgrade or unload
 /// on this very thread, holding the lock the operation needs.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`.
 unsafe fn refuse_reentry(env: sys::napi_env, what: &str) -> Result<()> {
     if host::in_host_function() {
         // SAFETY: on the JavaScript thread (callers).
@@ -170,6 +173,10 @@ unsafe fn refuse_reentry(env: sys::napi_env, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// The core's load options from `sha256`, `config` and `allowWorldWritable`.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env` (the one `opts` was read on).
 unsafe fn load_options(opts: &Options, env: sys::napi_env) -> Result<core::LoadOptions> {
     let mut load = core::LoadOptions::default();
     if let Some(hex) = opts.string("sha256")? {
@@ -536,6 +543,10 @@ impl Runtime {
     }
 }
 
+/// A `TypeError` (code 3002) unless `v` is a function.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`.
 unsafe fn expect_function(env: sys::napi_env, v: sys::napi_value, ctx: &str, what: &str) -> Result<()> {
     let mut t = 0;
     // SAFETY: on the JavaScript thread (callers).
