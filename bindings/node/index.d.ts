@@ -164,6 +164,27 @@ export declare class Runtime {
    */
   upgrade(name: string, path: string, options?: UpgradeOptions): Module
   /**
+   * Brings the runtime to the state a TOML manifest describes, and
+   * returns what changed. The first application loads every enabled
+   * entry (in dependency order, all or none); applying the same file
+   * again after editing it upgrades the modules whose file or config
+   * changed (no call fails), loads new entries, and unloads the modules it
+   * loaded whose entry was removed or disabled. Modules loaded by other
+   * means are never touched. Throws `Status.BadManifest` (naming the file,
+   * line and column) for an invalid manifest, otherwise the code of the
+   * step that failed, the manifest's file and line prefixed to the
+   * message; the steps before it stand.
+   *
+   * ```toml
+   * [[plugin]]
+   * path = "libchecksum.so"   # relative to the manifest's directory
+   * sha256 = "9f86d081…"      # optional pin, checked before any plugin code runs
+   * config = "level=3"        # optional, handed to the plugin's init
+   * enabled = true            # optional; false unloads it
+   * ```
+   */
+  applyManifest(path: string): ManifestReport
+  /**
    * Unloads module `name`: it takes no new calls, calls in flight finish,
    * then it is destroyed. Refused with `Status.ModuleInUse` while other
    * modules depend on it, unless `{ cascade: true }`, which unloads those
@@ -171,9 +192,10 @@ export declare class Runtime {
    */
   unload(name: string, options?: UnloadOptions): void
   /**
-   * Unloads every module (dependents first) and drops the host functions
-   * and the event handler registered through this object, releasing the
-   * JavaScript functions they hold. The runtime stays usable.
+   * Unloads every module (dependents first), forgets the manifests
+   * applied, and drops the host functions and the event handler
+   * registered through this object, releasing the JavaScript functions
+   * they hold. The runtime stays usable.
    */
   close(): void
   /** The loaded module named `name`; throws `Status.ModuleNotFound`. */
@@ -308,6 +330,21 @@ export interface LoadOptions {
   config?: ArrayBufferView | ArrayBuffer | string
   /** Accept a file (or directory) that anyone may write to. */
   allowWorldWritable?: boolean
+}
+
+/**
+ * What an application of a manifest changed: module names, in the order
+ * the changes were made.
+ */
+export interface ManifestReport {
+  /** Modules loaded. */
+  loaded: Array<string>
+  /** Modules upgraded in place. */
+  upgraded: Array<string>
+  /** Modules unloaded (their entry removed or disabled). */
+  unloaded: Array<string>
+  /** Enabled entries already running with the same content and config. */
+  unchanged: Array<string>
 }
 
 /** One method as a module declares it. */

@@ -1,7 +1,8 @@
 //! `Runtime`: load, upgrade and unload modules; resolve and call methods;
 //! host functions, lifecycle events and statistics.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -128,6 +129,20 @@ pub struct MethodStats {
     pub p99_ns: f64,
 }
 
+/// What an application of a manifest changed: module names, in the order
+/// the changes were made.
+#[napi(object, object_from_js = false)]
+pub struct ManifestReport {
+    /// Modules loaded.
+    pub loaded: Vec<String>,
+    /// Modules upgraded in place.
+    pub upgraded: Vec<String>,
+    /// Modules unloaded (their entry removed or disabled).
+    pub unloaded: Vec<String>,
+    /// Enabled entries already running with the same content and config.
+    pub unchanged: Vec<String>,
+}
+
 /// A hotmod runtime: a set of loaded plugin modules and the services the
 /// host offers them.
 ///
@@ -148,6 +163,9 @@ pub struct Runtime {
     core: Arc<core::Runtime>,
     /// Names of the host functions registered through this object.
     host_names: Mutex<BTreeSet<String>>,
+    /// Which modules each manifest applied through this object owns, by
+    /// the manifest's absolute path.
+    manifests: Mutex<HashMap<PathBuf, core::ManifestState>>,
 }
 
 /// Refuses an administrative operation from inside a JavaScript host
@@ -205,7 +223,11 @@ impl Runtime {
         if let Some(ms) = opts.non_negative("drainTimeoutMs")? {
             ro.drain_timeout = Duration::from_secs_f64(ms / 1000.0);
         }
-        Ok(Runtime { core: Arc::new(core::Runtime::with_options(ro)), host_names: Mutex::new(BTreeSet::new()) })
+        Ok(Runtime {
+            core: Arc::new(core::Runtime::with_options(ro)),
+            host_names: Mutex::new(BTreeSet::new()),
+            manifests: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Loads a plugin file and activates it; returns the module.
@@ -310,6 +332,46 @@ impl Runtime {
         }
     }
 
+    /// Brings the runtime to the state a TOML manifest describes, and
+    /// returns what changed. The first application loads every enabled
+    /// entry (in dependency order, all or none); applying the same file
+    /// again after editing it upgrades the modules whose file or config
+    /// changed (no call fails), loads new entries, and unloads the modules it
+    /// loaded whose entry was removed or disabled. Modules loaded by other
+    /// means are never touched. Throws `Status.BadManifest` (naming the file,
+    /// line and column) for an invalid manifest, otherwise the code of the
+    /// step that failed, the manifest's file and line prefixed to the
+    /// message; the steps before it stand.
+    ///
+    /// ```toml
+    /// [[plugin]]
+    /// path = "libchecksum.so"   # relative to the manifest's directory
+    /// sha256 = "9f86d081…"      # optional pin, checked before any plugin code runs
+    /// config = "level=3"        # optional, handed to the plugin's init
+    /// enabled = true            # optional; false unloads it
+    /// ```
+    #[napi(catch_unwind, ts_args_type = "path: string")]
+    pub fn apply_manifest(&self, env: &Env, path: Unknown) -> Result<ManifestReport> {
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            refuse_reentry(env, "applyManifest")?;
+            let path = input::string_arg(env, path.raw(), "Runtime.applyManifest", "the manifest path")?;
+            let key = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(&path));
+            let mut manifests = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
+            let state = manifests.entry(key).or_default();
+            match core::load_manifest(&self.core, &path, state) {
+                Ok(r) => Ok(ManifestReport {
+                    loaded: r.loaded,
+                    upgraded: r.upgraded,
+                    unloaded: r.unloaded,
+                    unchanged: r.unchanged,
+                }),
+                Err(e) => Err(errors::throw_core(env, &e)),
+            }
+        }
+    }
+
     /// Unloads module `name`: it takes no new calls, calls in flight finish,
     /// then it is destroyed. Refused with `Status.ModuleInUse` while other
     /// modules depend on it, unless `{ cascade: true }`, which unloads those
@@ -327,9 +389,10 @@ impl Runtime {
         }
     }
 
-    /// Unloads every module (dependents first) and drops the host functions
-    /// and the event handler registered through this object, releasing the
-    /// JavaScript functions they hold. The runtime stays usable.
+    /// Unloads every module (dependents first), forgets the manifests
+    /// applied, and drops the host functions and the event handler
+    /// registered through this object, releasing the JavaScript functions
+    /// they hold. The runtime stays usable.
     #[napi(catch_unwind)]
     pub fn close(&self, env: &Env) -> Result<()> {
         let env = env.raw();
@@ -339,6 +402,7 @@ impl Runtime {
             // A module may already be gone, unloaded with a dependency.
             let _ = self.core.unload(m.name(), true);
         }
+        self.manifests.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let names = std::mem::take(&mut *self.host_names.lock().unwrap_or_else(|e| e.into_inner()));
         for name in names {
             self.core.unregister_host_function(&name);

@@ -8,6 +8,7 @@ import {
   LifecycleEvent,
   MethodStats,
   ModuleInfo,
+  ManifestReport,
   bufferAddress,
   describeStatus,
   statusTable,
@@ -30,6 +31,8 @@ async function main(): Promise<void> {
   const n: number = crc.callSyncInto(undefined, new Uint32Array(1))
   const up: Module = rt.upgrade('checksum', '/plugins/libchecksum-v2.so', { force: true })
   rt.unload('checksum', { cascade: true })
+  const report: ManifestReport = rt.applyManifest('/etc/plugins.toml')
+  const changed: string[] = [...report.loaded, ...report.upgraded, ...report.unloaded, ...report.unchanged]
   rt.registerHostFunction('greeting', (input: Buffer) => input.toString().toUpperCase())
   rt.registerHostFunction('nothing', () => undefined)
   const removed: boolean = rt.unregisterHostFunction('greeting')
@@ -48,7 +51,7 @@ async function main(): Promise<void> {
   } catch (err) {
     if ((err as { code?: number }).code === Status.ModuleNotFound) rt.close()
   }
-  console.log(all, names, a, b, c, d, e, n, up, removed, stats, text, state, addr, desc, table, COPY_THRESHOLD, VERSION)
+  console.log(changed, all, names, a, b, c, d, e, n, up, removed, stats, text, state, addr, desc, table, COPY_THRESHOLD, VERSION)
 }
 
 void main()
