@@ -185,6 +185,16 @@ export declare class Runtime {
    */
   applyManifest(path: string): ManifestReport
   /**
+   * Watches a plugin directory: loads the plugin files already there (in
+   * dependency order; a file that fails is an `upgradeFailed` event, not
+   * an error), then loads new files and upgrades modules whose file is
+   * replaced, from a thread of its own, until `watcher.stop()` or
+   * `close()`. Events report what it does. Throws `Status.FileMissing` if
+   * `dir` does not exist, `Status.InvalidArgument` if it is not a
+   * directory, `Status.Io` if it cannot be watched.
+   */
+  watch(dir: string, options?: WatchOptions): Watcher
+  /**
    * Unloads module `name`: it takes no new calls, calls in flight finish,
    * then it is destroyed. Refused with `Status.ModuleInUse` while other
    * modules depend on it, unless `{ cascade: true }`, which unloads those
@@ -192,8 +202,8 @@ export declare class Runtime {
    */
   unload(name: string, options?: UnloadOptions): void
   /**
-   * Unloads every module (dependents first), forgets the manifests
-   * applied, and drops the host functions and the event handler
+   * Stops the watches, unloads every module (dependents first), forgets
+   * the manifests applied, and drops the host functions and the event handler
    * registered through this object, releasing the JavaScript functions
    * they hold. The runtime stays usable.
    */
@@ -257,6 +267,36 @@ export declare class Runtime {
   stats(): Array<MethodStats>
   /** The statistics in Prometheus text exposition format. */
   statsPrometheus(): string
+}
+
+/**
+ * A watched plugin directory (from `runtime.watch()`).
+ *
+ * Plugin files already in the directory were loaded (in dependency order)
+ * when the watch started; then a new plugin file is loaded, a replaced one
+ * upgrades its module while calls keep flowing (identical bytes change
+ * nothing), and a removed one is unloaded only with `unloadOnRemove`.
+ * Files are acted on once they have stayed unchanged for the debounce
+ * time; write elsewhere and rename into place to publish a build. What
+ * fails (a corrupt file, a refused upgrade) never stops the watch: it is an
+ * `upgradeFailed` event, and the old version keeps serving; problems of
+ * the watch itself are `watchError` events. The watch runs until `stop()`,
+ * `runtime.close()` or the runtime is collected.
+ */
+export declare class Watcher {
+  /** The watched directory (absolute, symbolic links resolved). */
+  get dir(): string
+  /**
+   * Whether the watch is running (false after `stop()` or
+   * `runtime.close()`).
+   */
+  get running(): boolean
+  /**
+   * Stops the watch and waits for a change being applied, if any, to
+   * finish; the modules it loaded stay loaded. Stopping twice does
+   * nothing.
+   */
+  stop(): void
 }
 
 /**
@@ -553,3 +593,23 @@ export interface UpgradeOptions {
 
 /** The version of this binding (and of the hotmod core it embeds). */
 export declare const VERSION: string
+
+/** Options for `runtime.watch()`. */
+export interface WatchOptions {
+  /**
+   * How long a file must stay unchanged before it is acted on
+   * (milliseconds, default 200), so a build still being copied is not
+   * loaded half-written.
+   */
+  debounceMs?: number
+  /**
+   * Unload a module when the file it was loaded from is removed
+   * (default false: it keeps running, and a new file of the same module
+   * upgrades it).
+   */
+  unloadOnRemove?: boolean
+  /** Configuration handed to the init hook of every plugin loaded. */
+  config?: ArrayBufferView | ArrayBuffer | string
+  /** Accept files (or the directory) that anyone may write to. */
+  allowWorldWritable?: boolean
+}

@@ -5,12 +5,18 @@
 //! - on the JavaScript thread (a `callSync`, or a plugin's hooks during
 //!   `load`/`upgrade`/`unload`), the JavaScript function is called directly;
 //! - on any other thread (an asynchronous `call` running on the libuv pool,
-//!   or a thread the plugin made), the call hops to the JavaScript thread
-//!   through a threadsafe function and the calling thread blocks until the
-//!   JavaScript function has answered. If the JavaScript thread is itself
-//!   blocked waiting for that thread, the two wait for each other: a plugin
-//!   must not, from inside a synchronous call, wait for a thread of its own
-//!   that calls a host function.
+//!   a directory watcher's thread, or a thread the plugin made), the call is
+//!   queued for the JavaScript thread, which a threadsafe function wakes,
+//!   and the calling thread blocks until the JavaScript function has
+//!   answered.
+//!
+//! The JavaScript thread never blocks where such a call could be waiting
+//! for it: loads, upgrades and unloads run on a helper thread while the
+//! JavaScript thread answers queued host-function calls ([`pump_while`]) —
+//! a plugin's init or destroy hook, or a watcher holding the runtime's
+//! admin lock, may be calling one. The one wait left is a plugin's own: a
+//! plugin must not, inside a synchronous call, wait for a thread of its own
+//! that calls a host function.
 //!
 //! The JavaScript function receives the input as a `Buffer` (a copy: the
 //! plugin's memory is only borrowed for the call) and returns a `Buffer`,
@@ -18,10 +24,13 @@
 //! throws becomes the plugin's error message; it never reaches the caller
 //! unless the plugin passes it on.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::ptr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use hotmod_core::{HostFunction, OutputWriter};
 use napi::sys;
@@ -34,6 +43,114 @@ thread_local! {
     static JS_ENV: Cell<sys::napi_env> = const { Cell::new(ptr::null_mut()) };
     /// How many JavaScript host functions are running on this thread.
     static HOST_DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The queue of host-function calls for this JavaScript thread.
+    static BRIDGE: RefCell<Option<Arc<Bridge>>> = const { RefCell::new(None) };
+}
+
+/// Host-function calls from other threads, waiting for the JavaScript
+/// thread of one environment.
+pub(crate) struct Bridge {
+    queue: Mutex<VecDeque<Request>>,
+    ready: Condvar,
+}
+
+/// One queued call.
+struct Request {
+    func: SendRef,
+    input: Vec<u8>,
+    reply: mpsc::SyncSender<Result<Vec<u8>, String>>,
+}
+
+/// The bridge of this JavaScript thread, made on first use.
+fn bridge() -> Arc<Bridge> {
+    BRIDGE.with(|b| {
+        b.borrow_mut()
+            .get_or_insert_with(|| Arc::new(Bridge { queue: Mutex::new(VecDeque::new()), ready: Condvar::new() }))
+            .clone()
+    })
+}
+
+impl Bridge {
+    fn push(&self, r: Request) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(r);
+        self.ready.notify_all();
+    }
+
+    fn take(&self) -> Vec<Request> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect()
+    }
+
+    /// Answers every queued call.
+    ///
+    /// # Safety
+    /// Must run on the JavaScript thread of `env`, the one this bridge is for.
+    unsafe fn answer_all(&self, env: sys::napi_env) {
+        for r in self.take() {
+            // SAFETY: on the JavaScript thread (caller contract); the
+            // reference is alive while its caller waits for the reply.
+            let result = unsafe {
+                let mut func = ptr::null_mut();
+                if sys::napi_get_reference_value(env, r.func.0, &mut func) != sys::Status::napi_ok || func.is_null() {
+                    Err("the JavaScript function is gone".to_owned())
+                } else {
+                    invoke(env, func, &r.input)
+                }
+            };
+            let _ = r.reply.send(result);
+        }
+    }
+}
+
+/// Runs `f` (a load, upgrade or unload) on a helper thread while this
+/// JavaScript thread answers the host-function calls it, or anything
+/// holding the runtime's admin lock meanwhile, makes; returns what `f`
+/// returned. A panic in `f` becomes an internal error.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`.
+pub(crate) unsafe fn pump_while<R: Send>(
+    env: sys::napi_env,
+    f: impl FnOnce() -> hotmod_core::Result<R> + Send,
+) -> hotmod_core::Result<R> {
+    set_js_thread(env);
+    let bridge = bridge();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let worker = std::thread::Builder::new().name("hotmod-admin".into()).spawn_scoped(s, || {
+            let r = f();
+            done.store(true, Ordering::Release);
+            // Under the lock, so the wake-up cannot fall between the
+            // pump's check and its wait.
+            let _q = bridge.queue.lock().unwrap_or_else(|e| e.into_inner());
+            bridge.ready.notify_all();
+            r
+        });
+        let worker = match worker {
+            Ok(w) => w,
+            Err(e) => {
+                return Err(hotmod_core::Error::new(
+                    hotmod_core::Status::Io,
+                    format!("cannot start a thread for the operation: {e}"),
+                ))
+            }
+        };
+        loop {
+            {
+                let mut q = bridge.queue.lock().unwrap_or_else(|e| e.into_inner());
+                while q.is_empty() && !done.load(Ordering::Acquire) {
+                    q = bridge.ready.wait_timeout(q, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+            // SAFETY: on the JavaScript thread (caller contract).
+            unsafe { bridge.answer_all(env) };
+            if done.load(Ordering::Acquire) {
+                break;
+            }
+        }
+        worker.join().unwrap_or_else(|_| {
+            Err(hotmod_core::Error::new(hotmod_core::Status::Internal, "internal error: the operation panicked"))
+        })
+    })
 }
 
 /// Marks the current thread as the JavaScript thread of `env`.
@@ -52,10 +169,10 @@ pub(crate) fn in_host_function() -> bool {
     HOST_DEPTH.with(|d| d.get()) > 0
 }
 
-/// What crosses to the JavaScript thread.
+/// What crosses to the JavaScript thread through the threadsafe function.
 enum Message {
-    /// Call the function; answer through `reply`.
-    Call { input: Vec<u8>, reply: mpsc::SyncSender<Result<Vec<u8>, String>> },
+    /// Answer the queued calls.
+    Wake,
     /// Delete the reference to the function (its owner was dropped on
     /// another thread).
     DeleteRef(SendRef),
@@ -70,6 +187,7 @@ pub(crate) struct JsHostFunction {
     name: String,
     env: sys::napi_env,
     func: sys::napi_ref,
+    bridge: Arc<Bridge>,
     tsfn: Tsfn,
 }
 
@@ -91,26 +209,35 @@ impl JsHostFunction {
             if sys::napi_create_reference(env, func, 1, &mut reference) != sys::Status::napi_ok {
                 return Err(errors::throw_internal(env, "cannot keep a reference to the host function"));
             }
+            set_js_thread(env);
             let Some(tsfn) = Tsfn::new(env, func, "hotmod host function", call_js) else {
                 sys::napi_delete_reference(env, reference);
                 return Err(errors::throw_internal(env, "cannot create a threadsafe function for the host function"));
             };
-            Ok(JsHostFunction { name: name.to_owned(), env, func: reference, tsfn })
+            Ok(JsHostFunction { name: name.to_owned(), env, func: reference, bridge: bridge(), tsfn })
         }
     }
 
-    /// Calls the function from a thread other than the JavaScript thread.
+    /// Calls the function from a thread other than the JavaScript thread:
+    /// queues the call, wakes the JavaScript thread, and waits.
     fn call_from_other_thread(&self, input: &[u8]) -> Result<Vec<u8>, String> {
         let (reply, answer) = mpsc::sync_channel(1);
-        if self.tsfn.call(Box::new(Message::Call { input: input.to_vec(), reply })).is_err() {
-            return Err(format!(
-                "host function '{}' cannot be called: the JavaScript environment is shutting down",
-                self.name
-            ));
+        self.bridge.push(Request { func: SendRef(self.func), input: input.to_vec(), reply });
+        // A failed wake-up means the environment is going away; a pump may
+        // still answer, so only the wait below decides.
+        let _ = self.tsfn.call(Box::new(Message::Wake));
+        loop {
+            match answer.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => return r,
+                Err(mpsc::RecvTimeoutError::Timeout) if !self.tsfn.is_closed() => continue,
+                Err(_) => {
+                    return Err(format!(
+                        "host function '{}' was not called: the JavaScript environment shut down",
+                        self.name
+                    ))
+                }
+            }
         }
-        answer.recv().unwrap_or_else(|_| {
-            Err(format!("host function '{}' was not called: the JavaScript environment shut down", self.name))
-        })
     }
 }
 
@@ -165,11 +292,11 @@ unsafe extern "C" fn call_js(env: sys::napi_env, func: sys::napi_value, _ctx: *m
         // Teardown: dropping the reply sender wakes the waiting thread.
         return;
     }
+    let _ = func;
     match *msg {
-        Message::Call { input, reply } => {
+        Message::Wake => {
             // SAFETY: called by Node on the JavaScript thread with a live env.
-            let r = unsafe { invoke(env, func, &input) };
-            let _ = reply.send(r);
+            unsafe { bridge().answer_all(env) };
         }
         Message::DeleteRef(r) => {
             // SAFETY: as above.

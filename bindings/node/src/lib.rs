@@ -7,6 +7,7 @@
 //! - [`runtime`]: the `Runtime` class (load, upgrade, unload, calls by name,
 //!   host functions, events, stats);
 //! - [`module`]: the `Module` and `Method` classes;
+//! - [`watch`]: the `Watcher` class (a watched plugin directory);
 //! - `input` / `output`: zero-copy input from binary views, external
 //!   `Buffer`s over plugin memory for output;
 //! - `async_call`: calls on the libuv pool returning promises;
@@ -28,6 +29,7 @@ mod output;
 pub mod runtime;
 pub mod status;
 mod tsfn;
+pub mod watch;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;

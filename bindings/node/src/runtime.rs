@@ -15,6 +15,7 @@ use crate::async_call::{self, Target};
 use crate::host::{self, JsHostFunction};
 use crate::module::{Method, Module};
 use crate::options::Options;
+use crate::watch::{WatchSlot, Watcher};
 use crate::{errors, events, fast, input};
 
 /// Options for `new Runtime()`.
@@ -166,6 +167,8 @@ pub struct Runtime {
     /// Which modules each manifest applied through this object owns, by
     /// the manifest's absolute path.
     manifests: Mutex<HashMap<PathBuf, core::ManifestState>>,
+    /// The directories watched for this runtime (running until stopped).
+    watches: Mutex<Vec<Arc<WatchSlot>>>,
 }
 
 /// Refuses an administrative operation from inside a JavaScript host
@@ -227,6 +230,7 @@ impl Runtime {
             core: Arc::new(core::Runtime::with_options(ro)),
             host_names: Mutex::new(BTreeSet::new()),
             manifests: Mutex::new(HashMap::new()),
+            watches: Mutex::new(Vec::new()),
         })
     }
 
@@ -246,7 +250,7 @@ impl Runtime {
             let path = input::string_arg(env, path.raw(), "Runtime.load", "the plugin path")?;
             let opts = Options::new(env, options.raw(), "Runtime.load", &["sha256", "config", "allowWorldWritable"])?;
             let load = load_options(&opts, env)?;
-            match self.core.load(&path, &load) {
+            match host::pump_while(env, || self.core.load(&path, &load)) {
                 Ok(inner) => Ok(Module { inner }),
                 Err(e) => Err(errors::throw_core(env, &e)),
             }
@@ -293,7 +297,7 @@ impl Runtime {
                 };
                 list.push((std::path::PathBuf::from(path), load_options(&opts, env)?));
             }
-            match self.core.load_all(&list) {
+            match host::pump_while(env, || self.core.load_all(&list)) {
                 Ok(modules) => Ok(modules.into_iter().map(|inner| Module { inner }).collect()),
                 Err(e) => Err(errors::throw_core(env, &e)),
             }
@@ -325,7 +329,7 @@ impl Runtime {
             )?;
             let upgrade =
                 core::UpgradeOptions { load: load_options(&opts, env)?, force: opts.bool("force")?.unwrap_or(false) };
-            match self.core.upgrade(&name, &path, &upgrade) {
+            match host::pump_while(env, || self.core.upgrade(&name, &path, &upgrade)) {
                 Ok(inner) => Ok(Module { inner }),
                 Err(e) => Err(errors::throw_core(env, &e)),
             }
@@ -360,13 +364,52 @@ impl Runtime {
             let key = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(&path));
             let mut manifests = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
             let state = manifests.entry(key).or_default();
-            match core::load_manifest(&self.core, &path, state) {
+            match host::pump_while(env, || core::load_manifest(&self.core, &path, state)) {
                 Ok(r) => Ok(ManifestReport {
                     loaded: r.loaded,
                     upgraded: r.upgraded,
                     unloaded: r.unloaded,
                     unchanged: r.unchanged,
                 }),
+                Err(e) => Err(errors::throw_core(env, &e)),
+            }
+        }
+    }
+
+    /// Watches a plugin directory: loads the plugin files already there (in
+    /// dependency order; a file that fails is an `upgradeFailed` event, not
+    /// an error), then loads new files and upgrades modules whose file is
+    /// replaced, from a thread of its own, until `watcher.stop()` or
+    /// `close()`. Events report what it does. Throws `Status.FileMissing` if
+    /// `dir` does not exist, `Status.InvalidArgument` if it is not a
+    /// directory, `Status.Io` if it cannot be watched.
+    #[napi(catch_unwind, ts_args_type = "dir: string, options?: WatchOptions")]
+    pub fn watch(&self, env: &Env, dir: Unknown, options: Unknown) -> Result<Watcher> {
+        const CTX: &str = "Runtime.watch";
+        let env = env.raw();
+        // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+        unsafe {
+            refuse_reentry(env, "watch")?;
+            let dir = input::string_arg(env, dir.raw(), CTX, "the directory")?;
+            let opts = Options::new(
+                env,
+                options.raw(),
+                CTX,
+                &["debounceMs", "unloadOnRemove", "config", "allowWorldWritable"],
+            )?;
+            let mut wo = core::WatchOptions::default();
+            if let Some(ms) = opts.non_negative("debounceMs")? {
+                wo.debounce = Duration::from_secs_f64(ms / 1000.0);
+            }
+            wo.unload_on_remove = opts.bool("unloadOnRemove")?.unwrap_or(false);
+            wo.load = load_options(&opts, env)?;
+            match host::pump_while(env, || core::watch_dir(&self.core, &dir, wo)) {
+                Ok(w) => {
+                    let dir = w.dir().display().to_string();
+                    let slot = WatchSlot::new(w);
+                    self.watches.lock().unwrap_or_else(|e| e.into_inner()).push(slot.clone());
+                    Ok(Watcher { slot, dir })
+                }
                 Err(e) => Err(errors::throw_core(env, &e)),
             }
         }
@@ -385,22 +428,31 @@ impl Runtime {
             let name = input::string_arg(env, name.raw(), "Runtime.unload", "the module name")?;
             let opts = Options::new(env, options.raw(), "Runtime.unload", &["cascade"])?;
             let cascade = opts.bool("cascade")?.unwrap_or(false);
-            self.core.unload(&name, cascade).map_err(|e| errors::throw_core(env, &e))
+            host::pump_while(env, || self.core.unload(&name, cascade)).map_err(|e| errors::throw_core(env, &e))
         }
     }
 
-    /// Unloads every module (dependents first), forgets the manifests
-    /// applied, and drops the host functions and the event handler
+    /// Stops the watches, unloads every module (dependents first), forgets
+    /// the manifests applied, and drops the host functions and the event handler
     /// registered through this object, releasing the JavaScript functions
     /// they hold. The runtime stays usable.
     #[napi(catch_unwind)]
     pub fn close(&self, env: &Env) -> Result<()> {
         let env = env.raw();
         // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
-        unsafe { refuse_reentry(env, "close")? };
-        for m in self.core.modules() {
-            // A module may already be gone, unloaded with a dependency.
-            let _ = self.core.unload(m.name(), true);
+        unsafe {
+            refuse_reentry(env, "close")?;
+            let watches = std::mem::take(&mut *self.watches.lock().unwrap_or_else(|e| e.into_inner()));
+            for w in watches {
+                w.stop(env);
+            }
+            let _ = host::pump_while(env, || {
+                for m in self.core.modules() {
+                    // A module may already be gone, unloaded with a dependency.
+                    let _ = self.core.unload(m.name(), true);
+                }
+                Ok(())
+            });
         }
         self.manifests.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let names = std::mem::take(&mut *self.host_names.lock().unwrap_or_else(|e| e.into_inner()));

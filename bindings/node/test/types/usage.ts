@@ -9,6 +9,7 @@ import {
   MethodStats,
   ModuleInfo,
   ManifestReport,
+  Watcher,
   bufferAddress,
   describeStatus,
   statusTable,
@@ -32,6 +33,9 @@ async function main(): Promise<void> {
   const up: Module = rt.upgrade('checksum', '/plugins/libchecksum-v2.so', { force: true })
   rt.unload('checksum', { cascade: true })
   const report: ManifestReport = rt.applyManifest('/etc/plugins.toml')
+  const w: Watcher = rt.watch('/opt/plugins', { debounceMs: 100, unloadOnRemove: true, config: 'x' })
+  const watching: boolean = w.running && w.dir.length > 0
+  w.stop()
   const changed: string[] = [...report.loaded, ...report.upgraded, ...report.unloaded, ...report.unchanged]
   rt.registerHostFunction('greeting', (input: Buffer) => input.toString().toUpperCase())
   rt.registerHostFunction('nothing', () => undefined)
@@ -51,7 +55,7 @@ async function main(): Promise<void> {
   } catch (err) {
     if ((err as { code?: number }).code === Status.ModuleNotFound) rt.close()
   }
-  console.log(changed, all, names, a, b, c, d, e, n, up, removed, stats, text, state, addr, desc, table, COPY_THRESHOLD, VERSION)
+  console.log(watching, changed, all, names, a, b, c, d, e, n, up, removed, stats, text, state, addr, desc, table, COPY_THRESHOLD, VERSION)
 }
 
 void main()
