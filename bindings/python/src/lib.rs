@@ -3,7 +3,8 @@
 //! A thin layer over the `hotmod_core` crate (not over the C ABI), wrapped by
 //! the small pure-Python package `hotmod` (python/hotmod), which adds the
 //! exception classes and the `Status`/`EventKind` enums. One file per concern:
-//! `runtime` (load, upgrade, unload, host functions, events, stats), `module`
+//! `runtime` (load, upgrade, unload, host functions, events, manifests,
+//! watches, stats), `watch` (manifest reports and directory watchers), `module`
 //! (modules and method handles), `output` (the zero-copy output buffer),
 //! `buffer` (reading Python buffers in place), `info` (plain records) and
 //! `errors` (status codes to exceptions, the panic boundary).
@@ -20,6 +21,7 @@ mod info;
 mod module;
 mod output;
 mod runtime;
+mod watch;
 
 /// `(code, name, description)` of every hotmod status, in numeric order.
 ///
@@ -75,7 +77,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<info::DependencyInfo>()?;
     m.add_class::<info::MethodStats>()?;
     m.add_class::<info::Event>()?;
+    m.add_class::<watch::Watcher>()?;
+    m.add_class::<watch::ManifestReport>()?;
     m.add_function(wrap_pyfunction!(_status_table, m)?)?;
+    m.add_function(wrap_pyfunction!(watch::_stop_watchers, m)?)?;
     m.add_function(wrap_pyfunction!(_bench_noop, m)?)?;
     m.add_function(wrap_pyfunction!(_bench_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(_bench_detach, m)?)?;

@@ -1,13 +1,15 @@
 //! `hotmod.Runtime`: load, upgrade and unload modules; resolve and call
 //! methods; host functions and lifecycle events as Python callables;
-//! statistics.
+//! manifests and watched directories; statistics.
 //!
 //! The core runtime sits behind an `ArcSwapOption` so that `close()` can
 //! drop it (unloading every module) while `Module` and `Method` objects
 //! still exist: they hold no reference to the runtime and answer
 //! `StaleHandleError` afterwards. Administrative operations run with the GIL
 //! released, because they may wait for calls in flight, and those may need
-//! the GIL to run a host function or an event handler.
+//! the GIL to run a host function or an event handler. For the same reason
+//! no lock that such an operation holds while it runs (the manifest states)
+//! is ever taken with the GIL held.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use hotmod_core::{self as hm, LoadOptions, UpgradeOptions};
+use hotmod_core::{self as hm, LoadOptions, ManifestState, UpgradeOptions, WatchOptions};
 use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -27,6 +29,7 @@ use crate::errors::{self, guarded};
 use crate::info::{Event, MethodStats};
 use crate::module::{call_into_buffer, Method, Module};
 use crate::output::Output;
+use crate::watch::{self, ManifestReport, WatchSlot, Watcher};
 
 /// The Python callables a runtime holds: its event handler and its host
 /// functions. Kept here, and not only inside the closures handed to the
@@ -51,20 +54,24 @@ struct PyHostFunction {
 
 impl hm::HostFunction for PyHostFunction {
     fn call(&self, input: &[u8], out: &mut hm::OutputWriter<'_>) -> Result<(), String> {
-        Python::try_attach(|py| {
-            let f = lock(&self.callbacks.host).get(&self.name).map(|f| f.clone_ref(py));
-            let Some(f) = f else {
-                return Err(format!("host function '{}' is no longer registered with a live Runtime", self.name));
-            };
-            let result = f.bind(py).call1((PyBytes::new(py, input),)).map_err(|e| {
-                let ty = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_else(|_| "exception".into());
-                format!("host function '{}' raised {ty}: {}", self.name, e.value(py))
-            })?;
-            write_host_result(&self.name, &result, out)
-        })
-        .unwrap_or_else(|| {
+        Python::try_attach(|py| watch::callback(|| self.call_python(py, input, out))).unwrap_or_else(|| {
             Err(format!("host function '{}' cannot run: the Python interpreter is not available", self.name))
         })
+    }
+}
+
+impl PyHostFunction {
+    /// Calls the Python function (the GIL is held).
+    fn call_python(&self, py: Python<'_>, input: &[u8], out: &mut hm::OutputWriter<'_>) -> Result<(), String> {
+        let f = lock(&self.callbacks.host).get(&self.name).map(|f| f.clone_ref(py));
+        let Some(f) = f else {
+            return Err(format!("host function '{}' is no longer registered with a live Runtime", self.name));
+        };
+        let result = f.bind(py).call1((PyBytes::new(py, input),)).map_err(|e| {
+            let ty = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_else(|_| "exception".into());
+            format!("host function '{}' raised {ty}: {}", self.name, e.value(py))
+        })?;
+        write_host_result(&self.name, &result, out)
     }
 }
 
@@ -115,6 +122,13 @@ fn load_options(
 pub struct Runtime {
     rt: ArcSwapOption<hm::Runtime>,
     callbacks: Arc<Callbacks>,
+    /// One state per manifest file (canonical path): which modules it
+    /// loaded. Locked only with the GIL released: it is held while the
+    /// manifest is applied, and that delivers events to Python.
+    manifests: Mutex<HashMap<PathBuf, ManifestState>>,
+    /// The watches started by `watch`, stopped by `close` before anything
+    /// is unloaded. Locked only briefly, never across a join.
+    watches: Mutex<Vec<Arc<WatchSlot>>>,
 }
 
 impl Runtime {
@@ -122,6 +136,69 @@ impl Runtime {
     #[inline]
     fn open(&self, py: Python<'_>, operation: &str) -> PyResult<Arc<hm::Runtime>> {
         self.rt.load_full().ok_or_else(|| errors::closed(py, operation))
+    }
+
+    /// `watch` for the open runtime `rt`.
+    fn start_watch(
+        &self,
+        py: Python<'_>,
+        rt: &Arc<hm::Runtime>,
+        dir: PathBuf,
+        debounce: f64,
+        unload_on_remove: bool,
+    ) -> PyResult<Watcher> {
+        let interval = Duration::try_from_secs_f64(debounce).map_err(|_| {
+            errors::invalid_argument(
+                py,
+                format!("Runtime.watch(debounce=...): expected a finite number of seconds >= 0, found {debounce}"),
+            )
+        })?;
+        // The core resolves the directory the same way; if it cannot, it
+        // raises the error.
+        let canonical = std::fs::canonicalize(&dir).ok();
+        let slot = WatchSlot::new(canonical.clone().unwrap_or_else(|| dir.clone()), debounce, unload_on_remove);
+        {
+            let mut watches = lock(&self.watches);
+            if self.rt.load().is_none() {
+                // close() ran since `open`, and has taken the list.
+                return Err(errors::closed(py, "watch"));
+            }
+            watches.retain(|s| !s.is_stopped());
+            if let Some(c) = &canonical {
+                if watches.iter().any(|s| s.dir == *c) {
+                    return Err(errors::error_from(
+                        py,
+                        hm::Status::Busy.code(),
+                        &format!(
+                            "Runtime.watch: expected a directory this runtime does not watch yet, found '{}' already watched; stop its Watcher first",
+                            c.display()
+                        ),
+                        None,
+                    ));
+                }
+            }
+            watches.push(slot.clone());
+        }
+        let forget = || {
+            watch::stop_all(py, [&slot]);
+            lock(&self.watches).retain(|s| !Arc::ptr_eq(s, &slot));
+        };
+        let opts = WatchOptions { debounce: interval, unload_on_remove, load: LoadOptions::default() };
+        let w = match errors::detached(py, "Runtime.watch", || hm::watch_dir(rt, &dir, opts)) {
+            Ok(w) => w,
+            Err(e) => {
+                forget();
+                return Err(e);
+            }
+        };
+        if let Err(w) = slot.started(w) {
+            // close() ran during the scan and could not stop a watch that
+            // had not started yet: stop it here.
+            watch::drop_detached(py, vec![w]);
+            forget();
+            return Err(errors::closed(py, "watch"));
+        }
+        Ok(Watcher::new(slot))
     }
 }
 
@@ -140,7 +217,12 @@ impl Runtime {
             )
         })?;
         let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout });
-        Ok(Runtime { rt: ArcSwapOption::from_pointee(rt), callbacks: Arc::default() })
+        Ok(Runtime {
+            rt: ArcSwapOption::from_pointee(rt),
+            callbacks: Arc::default(),
+            manifests: Mutex::default(),
+            watches: Mutex::default(),
+        })
     }
 
     /// Loads the plugin file at `path` and activates it; returns the `Module`.
@@ -216,7 +298,74 @@ impl Runtime {
         errors::detached(py, "Runtime.unload", || rt.unload(name, cascade))
     }
 
-    /// The loaded module named `name` (`ModuleNotLoadedError` if none).
+    /// Brings the runtime to the state the TOML manifest at `path`
+    /// describes; returns a `ManifestReport` of what changed.
+    ///
+    /// Each `[[plugin]]` entry has a `path` (relative to the manifest's
+    /// directory) and optionally `enabled` (default true), `sha256` (64 hex
+    /// digits, checked before any plugin code runs), `config` (handed to
+    /// init) and `isolation = "in-process"`. The runtime remembers, per
+    /// manifest file, which modules it loaded: applying the edited file
+    /// again upgrades the entries whose file content or config changed
+    /// (calls keep flowing), loads new ones and unloads those removed or
+    /// disabled; modules loaded by other means are never touched. Everything
+    /// checkable is checked before anything changes.
+    ///
+    /// Raises `BadManifestError` for a file that cannot be read or is
+    /// invalid (an unknown key, say; the message names file and line), or
+    /// the error of the entry at fault (`HashMismatchError`,
+    /// `FileMissingError`, ...; its line in the message), the old versions
+    /// still serving. The GIL is released while it runs.
+    fn apply_manifest(&self, py: Python<'_>, path: PathBuf) -> PyResult<ManifestReport> {
+        let rt = self.open(py, "apply_manifest")?;
+        let manifests = &self.manifests;
+        let report = errors::detached(py, "Runtime.apply_manifest", move || {
+            // One state per file, however it is named.
+            let key =
+                std::fs::canonicalize(&path).or_else(|_| std::path::absolute(&path)).unwrap_or_else(|_| path.clone());
+            let r = {
+                let mut states = lock(manifests);
+                let state = states.entry(key).or_default();
+                hm::load_manifest(&rt, &path, state)
+            };
+            // Should close() have run meanwhile, the runtime goes here,
+            // with the GIL released.
+            drop(rt);
+            r
+        })?;
+        Ok(ManifestReport::from(report))
+    }
+
+    /// Watches the plugin directory `dir`; returns the `Watcher`.
+    ///
+    /// The plugin files already there are loaded before this returns (in
+    /// dependency order; failures are events, not exceptions). Then, on a
+    /// thread of the runtime's named `hotmod-watch`, a new plugin file is
+    /// loaded, a replaced one upgrades its module while calls keep flowing
+    /// (publish a build by writing it under another name, e.g. `x.so.tmp`,
+    /// then `os.replace` it over the old one), and a removed one unloads its
+    /// module if `unload_on_remove` (by default it keeps running). A file is
+    /// acted on once it has been unchanged for `debounce` seconds. A file
+    /// that cannot be loaded or upgraded becomes an `UPGRADE_FAILED` event
+    /// (the old version keeps serving, and the same bytes are not retried);
+    /// problems of the watch itself, `WATCH_ERROR` events. Events of later
+    /// changes reach the event handler on the `hotmod-watch` thread.
+    ///
+    /// The watch runs until `Watcher.stop()`, the end of a with-block on
+    /// the watcher, or `close()`. Raises `FileMissingError` if `dir` does
+    /// not exist, `InvalidArgumentError` if it is not a directory, `BusyError`
+    /// if this runtime already watches it.
+    #[pyo3(signature = (dir, *, debounce = 0.2, unload_on_remove = false))]
+    fn watch(&self, py: Python<'_>, dir: PathBuf, debounce: f64, unload_on_remove: bool) -> PyResult<Watcher> {
+        let rt = self.open(py, "watch")?;
+        let r = self.start_watch(py, &rt, dir, debounce, unload_on_remove);
+        // Should close() have run meanwhile, this is the last reference: the
+        // runtime goes here, with the GIL released.
+        py.detach(move || drop(rt));
+        r
+    }
+
+    /// The loaded module named `name` (`ModuleNotLoadedError` if none).    /// The loaded module named `name` (`ModuleNotLoadedError` if none).
     fn module(&self, py: Python<'_>, name: &str) -> PyResult<Module> {
         let rt = self.open(py, "module")?;
         errors::detached(py, "Runtime.module", || rt.module(name)).map(Module::new)
@@ -321,10 +470,12 @@ impl Runtime {
 
     /// Sets (or, with None, clears) the lifecycle event handler:
     /// `handler(event: hotmod.Event)`. It runs synchronously on the thread
-    /// that caused the event (the one calling load/upgrade/unload/close, or
-    /// the one dropping the last reference to a drained version) and must
-    /// not call load/upgrade/unload/close itself. An exception it raises is
-    /// reported through `sys.unraisablehook`.
+    /// that caused the event (the one calling load/upgrade/unload/close or
+    /// apply_manifest, the one dropping the last reference to a drained
+    /// version, or the `hotmod-watch` thread of a watch for the changes it
+    /// applies) and must not call load/upgrade/unload/close/apply_manifest
+    /// itself (`Watcher.stop()` is fine: it does not wait there). An
+    /// exception it raises is reported through `sys.unraisablehook`.
     fn set_event_handler(&self, py: Python<'_>, handler: Option<Py<PyAny>>) -> PyResult<()> {
         let rt = self.open(py, "set_event_handler")?;
         if let Some(h) = &handler {
@@ -361,18 +512,25 @@ impl Runtime {
         errors::detached(py, "Runtime.stats_prometheus", || Ok(rt.stats_prometheus()))
     }
 
-    /// Unloads every module (dependents first) and releases the runtime.
-    /// Idempotent. `Module` and `Method` objects outlive it and raise
-    /// `StaleHandleError` when called; outputs already returned stay valid.
+    /// Stops the runtime's watches (waiting for a change being applied),
+    /// then unloads every module (dependents first) and releases the
+    /// runtime. Idempotent. `Module` and `Method` objects outlive it and
+    /// raise `StaleHandleError` when called; outputs already returned stay
+    /// valid.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        if let Some(rt) = self.rt.swap(None) {
-            // A call in flight on another thread may hold the last reference;
-            // the modules are then unloaded when that call returns.
-            errors::detached(py, "Runtime.close", move || {
-                drop(rt);
-                Ok(())
-            })?;
-        }
+        // Closed first, so that no watch starts after the list is taken
+        // (`watch` checks under the same lock).
+        let rt = self.rt.swap(None);
+        let watches = std::mem::take(&mut *lock(&self.watches));
+        watch::stop_all(py, &watches);
+        let manifests = &self.manifests;
+        // A call in flight on another thread may hold the last reference;
+        // the modules are then unloaded when that call returns.
+        errors::detached(py, "Runtime.close", move || {
+            drop(rt);
+            lock(manifests).clear();
+            Ok(())
+        })?;
         lock(&self.callbacks.host).clear();
         *lock(&self.callbacks.events) = None;
         Ok(())
@@ -431,27 +589,33 @@ fn deliver_event(callbacks: &Callbacks, ev: &hm::Event) {
     Python::try_attach(|py| {
         let Some(handler) = lock(&callbacks.events).as_ref().map(|h| h.clone_ref(py)) else { return };
         let handler = handler.bind(py);
-        if let Err(e) = Event::new(py, ev).and_then(|event| handler.call1((event,))) {
+        if let Err(e) = watch::callback(|| Event::new(py, ev).and_then(|event| handler.call1((event,)))) {
             e.write_unraisable(py, Some(handler));
         }
     });
 }
 
 impl Drop for Runtime {
-    /// Closing without `close()`: unload with the GIL released, as `close`
-    /// does, when the interpreter is still there to release it.
+    /// Closing without `close()`: stop the watches, then unload, with the
+    /// GIL released, as `close` does, when the interpreter is still there
+    /// to release it.
     fn drop(&mut self) {
-        if let Some(rt) = self.rt.swap(None) {
-            let mut rt = Some(rt);
-            Python::try_attach(|py| {
-                let rt = rt.take();
-                py.detach(move || {
-                    let _ = guarded("Runtime.__del__", move || {
-                        drop(rt);
-                        Ok(())
-                    });
-                })
-            });
+        let watches = std::mem::take(&mut *lock(&self.watches));
+        let rt = self.rt.swap(None);
+        if rt.is_none() && watches.is_empty() {
+            return;
         }
+        let mut rt = Some(rt);
+        let mut watches = Some(watches);
+        Python::try_attach(|py| {
+            watch::stop_all(py, watches.take().iter().flatten());
+            let rt = rt.take();
+            py.detach(move || {
+                let _ = guarded("Runtime.__del__", move || {
+                    drop(rt);
+                    Ok(())
+                });
+            })
+        });
     }
 }

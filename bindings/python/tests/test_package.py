@@ -67,7 +67,8 @@ def test_typing_files_shipped() -> None:
     assert (pkg / "py.typed").exists()
     stub = (pkg / "_native.pyi").read_text()
     ast.parse(stub)
-    for cls in ("Runtime", "Module", "Method", "Output", "MethodInfo", "DependencyInfo", "MethodStats", "Event"):
+    classes = ("Runtime", "Module", "Method", "Output", "MethodInfo", "DependencyInfo", "MethodStats", "Event", "ManifestReport", "Watcher")
+    for cls in classes:
         assert f"class {cls}" in stub
         for name, member in vars(getattr(_native, cls)).items():
             if name.startswith("_") or not (callable(member) or isinstance(member, property) or inspect.isdatadescriptor(member)):

@@ -1,4 +1,4 @@
-"""The README's quickstart runs as written (against the built plugins)."""
+"""The README's examples run as written (against the built plugins)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,32 @@ from conftest import PLUGIN_DIR, plugin
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def test_quickstart_runs() -> None:
+def run_block(index: int) -> str:
+    """Runs the README's python block `index`; returns what it printed."""
     for name in ("checksum", "checksum-v2", "text"):
         plugin(name)  # fails with the build command if missing
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert blocks, "README.md has no python block"
-    code = blocks[0].replace('"build/plugins/', f'"{PLUGIN_DIR}/')
+    assert len(blocks) > index, f"README.md has no python block #{index}"
+    code = blocks[index].replace('"build/plugins/', f'"{PLUGIN_DIR}/')  # f"build/plugins/..." too
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
-    text = out.getvalue()
+    return out.getvalue()
+
+
+def test_quickstart_runs() -> None:
+    text = run_block(0)
     assert "222957957" in text
     assert "b'01ab' True" in text
     assert "Hi, Ada!" in text
     assert "ACTIVATED checksum 2.0.0" in text
     assert "2001 METHOD_NOT_FOUND" in text
     assert "hotmod_method_calls_total" in text
+
+
+def test_manifest_and_watch_example_runs() -> None:
+    lines = run_block(1).splitlines()
+    assert lines[:3] == ["['checksum']", "['checksum']", "['checksum']"]
+    # Loaded by the watch's scan, then upgraded by the watcher.
+    assert lines.index("ACTIVATED checksum 1.0.0") < lines.index("b'1.0.0'") < lines.index("ACTIVATED checksum 2.0.0")
+    assert lines.index("ACTIVATED checksum 2.0.0") < lines.index("b'2.0.0'")

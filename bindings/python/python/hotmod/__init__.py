@@ -2,7 +2,9 @@
 
 Load plugin modules (``.so`` files written in C, C++, Rust, Zig, Go...), call
 their methods with zero-copy buffers and the GIL released, upgrade them
-under load without a restart, and watch them::
+under load without a restart, and watch them; or let a TOML manifest
+(:meth:`Runtime.apply_manifest`) or a watched directory
+(:meth:`Runtime.watch`) decide what runs::
 
     import hotmod
 
@@ -13,11 +15,16 @@ under load without a restart, and watch them::
         print(int.from_bytes(out, "little"))      # out is a read-only buffer
         rt.upgrade("checksum", "build/plugins/libchecksum-v2.so")  # crc32 keeps working
 
+        with rt.watch("/srv/plugins"):            # drop a build in: loaded, or upgraded
+            ...
+
 Errors are :class:`HotmodError` subclasses carrying the numeric status code
 shared with the C API and Node (:class:`Status`).
 """
 
 from __future__ import annotations
+
+import atexit as _atexit
 
 from ._enums import EventKind, Status
 from ._errors import *  # noqa: F403  (the exception classes, listed in _errors.__all__)
@@ -25,14 +32,21 @@ from ._errors import __all__ as _error_names
 from ._native import (
     DependencyInfo,
     Event,
+    ManifestReport,
     Method,
     MethodInfo,
     MethodStats,
     Module,
     Output,
     Runtime,
+    Watcher,
     __version__,
 )
+from ._native import _stop_watchers
+
+# Watcher threads take the GIL to deliver events: stop them while the
+# interpreter is still whole, before it is torn down.
+_atexit.register(_stop_watchers)
 
 __all__ = [
     "Runtime",
@@ -43,6 +57,8 @@ __all__ = [
     "DependencyInfo",
     "MethodStats",
     "Event",
+    "ManifestReport",
+    "Watcher",
     "Status",
     "EventKind",
     "__version__",

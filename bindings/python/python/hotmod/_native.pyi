@@ -85,6 +85,40 @@ class Runtime:
         :class:`hotmod.ModuleInUseError` while other modules depend on it,
         unless ``cascade``, which unloads them first."""
 
+    def apply_manifest(self, path: _StrPath) -> ManifestReport:
+        """Brings the runtime to the state the TOML manifest at ``path``
+        describes; returns what changed.
+
+        Each ``[[plugin]]`` entry has a ``path`` (relative to the manifest's
+        directory) and optionally ``enabled`` (default true), ``sha256``,
+        ``config`` and ``isolation = "in-process"``. The runtime keeps one
+        state per manifest file: applying the edited file again upgrades the
+        entries whose content or config changed, loads new ones and unloads
+        those removed or disabled; modules loaded by other means are never
+        touched. Raises :class:`hotmod.BadManifestError` (file and line in the
+        message) for an invalid manifest, or the error of the entry at fault
+        (:class:`hotmod.HashMismatchError`, ...). The GIL is released while it
+        runs.
+        """
+
+    def watch(self, dir: _StrPath, *, debounce: float = 0.2, unload_on_remove: bool = False) -> Watcher:
+        """Watches the plugin directory ``dir``.
+
+        The plugin files already there are loaded before this returns; then,
+        on the runtime's ``hotmod-watch`` thread, a new file is loaded, a
+        replaced one (publish with ``os.replace``) upgrades its module while
+        calls keep flowing, and a removed one unloads its module if
+        ``unload_on_remove``. A file is acted on once unchanged for
+        ``debounce`` seconds. Failures are ``UPGRADE_FAILED`` or
+        ``WATCH_ERROR`` events (the old version keeps serving), delivered to
+        the event handler on the ``hotmod-watch`` thread.
+
+        Runs until :meth:`Watcher.stop`, the end of a with-block on the
+        watcher, or :meth:`close`. Raises :class:`hotmod.FileMissingError`,
+        :class:`hotmod.InvalidArgumentError` (not a directory) or
+        :class:`hotmod.BusyError` (already watched by this runtime).
+        """
+
     def module(self, name: str) -> Module:
         """The loaded module named ``name`` (:class:`hotmod.ModuleNotLoadedError` if none)."""
 
@@ -120,8 +154,10 @@ class Runtime:
 
     def set_event_handler(self, handler: Callable[[Event], object] | None) -> None:
         """Sets (or clears) the lifecycle event handler. It runs synchronously
-        on the thread that caused the event; exceptions go to
-        ``sys.unraisablehook``."""
+        on the thread that caused the event (for a watch's changes, its
+        ``hotmod-watch`` thread) and must not call load, upgrade, unload,
+        close or apply_manifest (:meth:`Watcher.stop` is fine: it does not
+        wait there); exceptions go to ``sys.unraisablehook``."""
 
     def stats(self) -> list[MethodStats]:
         """Statistics of every method of every loaded module."""
@@ -130,7 +166,8 @@ class Runtime:
         """The statistics in the Prometheus text exposition format."""
 
     def close(self) -> None:
-        """Unloads every module and releases the runtime. Idempotent."""
+        """Stops the runtime's watches, then unloads every module and releases
+        the runtime. Idempotent."""
 
     @property
     def closed(self) -> bool:
@@ -330,8 +367,66 @@ class Event:
     def code(self) -> int:
         """Status code of a failure (0 otherwise), or the level of a log line."""
 
+@final
+class ManifestReport:
+    """What an application of a manifest changed: module names, in the order
+    the changes were made."""
+
+    @property
+    def loaded(self) -> list[str]:
+        """Modules loaded (entries new to the runtime)."""
+    @property
+    def upgraded(self) -> list[str]:
+        """Modules upgraded in place (file content or config changed)."""
+    @property
+    def unloaded(self) -> list[str]:
+        """Modules unloaded (entry removed or disabled)."""
+    @property
+    def unchanged(self) -> list[str]:
+        """Enabled entries already running with the same content and config."""
+    @property
+    def changed(self) -> bool:
+        """Whether anything was loaded, upgraded or unloaded."""
+
+@final
+class Watcher:
+    """A running watch of a plugin directory, returned by :meth:`Runtime.watch`.
+
+    The runtime owns the watch: it runs until :meth:`stop`, the end of a
+    with-block on this object, or the runtime's ``close()``; dropping the
+    object does not stop it. Modules it loaded stay loaded after it stops.
+    """
+
+    @property
+    def dir(self) -> str:
+        """The watched directory (absolute, symbolic links resolved)."""
+    @property
+    def debounce(self) -> float:
+        """Seconds a file must stay unchanged before it is acted on."""
+    @property
+    def unload_on_remove(self) -> bool:
+        """Whether removing a plugin file unloads its module."""
+    @property
+    def running(self) -> bool:
+        """Whether the watch still runs."""
+    def stop(self) -> None:
+        """Stops the watch and waits for its thread (with the GIL released).
+        Idempotent; modules it loaded stay loaded. From an event handler or a
+        host function it does not wait: no change starts after it, and the
+        thread ends in the background."""
+    def __enter__(self) -> Watcher: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool: ...
+
 def _status_table() -> list[tuple[int, str, str]]:
     """``(code, name, description)`` of every status."""
+
+def _stop_watchers() -> None:
+    """Stops every watch still running (registered with ``atexit``)."""
 
 def _bench_noop(data: object) -> None:
     """Benchmark floor: takes one argument, does nothing."""
