@@ -242,8 +242,8 @@ export declare class Runtime {
    * It always runs on the JavaScript thread: called directly during a
    * synchronous call; during an asynchronous call the plugin's worker
    * thread waits while the call hops to the JavaScript thread. It cannot
-   * load, upgrade or unload modules (that throws `Status.Busy`); it may
-   * call methods.
+   * load, upgrade or unload modules, watch, or (un)register host
+   * functions (that throws `Status.Busy`); it may call methods.
    */
   registerHostFunction(name: string, fn: (input: Buffer) => ArrayBufferView | ArrayBuffer | string | void): void
   /**

@@ -446,19 +446,19 @@ impl Runtime {
             for w in watches {
                 w.stop(env);
             }
+            let names = std::mem::take(&mut *self.host_names.lock().unwrap_or_else(|e| e.into_inner()));
             let _ = host::pump_while(env, || {
                 for m in self.core.modules() {
                     // A module may already be gone, unloaded with a dependency.
                     let _ = self.core.unload(m.name(), true);
                 }
+                for name in &names {
+                    self.core.unregister_host_function(name);
+                }
                 Ok(())
             });
         }
         self.manifests.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        let names = std::mem::take(&mut *self.host_names.lock().unwrap_or_else(|e| e.into_inner()));
-        for name in names {
-            self.core.unregister_host_function(&name);
-        }
         self.core.set_event_handler(None);
         Ok(())
     }
@@ -565,8 +565,8 @@ impl Runtime {
     /// It always runs on the JavaScript thread: called directly during a
     /// synchronous call; during an asynchronous call the plugin's worker
     /// thread waits while the call hops to the JavaScript thread. It cannot
-    /// load, upgrade or unload modules (that throws `Status.Busy`); it may
-    /// call methods.
+    /// load, upgrade or unload modules, watch, or (un)register host
+    /// functions (that throws `Status.Busy`); it may call methods.
     #[napi(
         catch_unwind,
         ts_args_type = "name: string, fn: (input: Buffer) => ArrayBufferView | ArrayBuffer | string | void"
@@ -578,8 +578,12 @@ impl Runtime {
             let name = input::string_arg(env, name.raw(), "Runtime.registerHostFunction", "the host function name")?;
             expect_function(env, func.raw(), "Runtime.registerHostFunction", "the host function")?;
             host::set_js_thread(env);
-            let f = JsHostFunction::new(env, &name, func.raw())?;
-            self.core.register_host_function(&name, Arc::new(f)).map_err(|e| errors::throw_core(env, &e))?;
+            refuse_reentry(env, "registerHostFunction")?;
+            let f: Arc<dyn core::HostFunction> = Arc::new(JsHostFunction::new(env, &name, func.raw())?);
+            // The core takes its admin lock, which a watch may hold while it
+            // waits for a host function: answer those meanwhile.
+            host::pump_while(env, || self.core.register_host_function(&name, f))
+                .map_err(|e| errors::throw_core(env, &e))?;
             name
         };
         self.host_names.lock().unwrap_or_else(|e| e.into_inner()).insert(name);
@@ -592,9 +596,14 @@ impl Runtime {
     pub fn unregister_host_function(&self, env: &Env, name: Unknown) -> Result<bool> {
         let env = env.raw();
         // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
-        let name = unsafe { input::string_arg(env, name.raw(), "Runtime.unregisterHostFunction", "the name")? };
-        self.host_names.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
-        Ok(self.core.unregister_host_function(&name))
+        unsafe {
+            refuse_reentry(env, "unregisterHostFunction")?;
+            let name = input::string_arg(env, name.raw(), "Runtime.unregisterHostFunction", "the name")?;
+            self.host_names.lock().unwrap_or_else(|e| e.into_inner()).remove(&name);
+            // As in registerHostFunction.
+            host::pump_while(env, || Ok(self.core.unregister_host_function(&name)))
+                .map_err(|e| errors::throw_core(env, &e))
+        }
     }
 
     /// Sets (or, with `null`, clears) the function that receives lifecycle
