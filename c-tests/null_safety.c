@@ -5,9 +5,11 @@
  * Required pointers give HOTMOD_STATUS_NULL_ARGUMENT and a message naming
  * the argument; out-parameters are untouched on failure; parameters the
  * header calls optional accept NULL; every _free(NULL) is a no-op (called
- * twice); names that are not UTF-8 give HOTMOD_STATUS_INVALID_ARGUMENT.
+ * twice); names and paths that are not UTF-8 give
+ * HOTMOD_STATUS_INVALID_ARGUMENT.
  */
 #include <pthread.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -226,6 +228,38 @@ int main(void) {
   EXPECT_NULL(hotmod_runtime_unload(NULL, "checksum", 0), "rt");
   EXPECT_NULL(hotmod_runtime_unload(rt, NULL, 0), "name");
   EXPECT_NOT_UTF8(hotmod_runtime_unload(rt, BAD, 0));
+
+  /* ---- manifests and watched directories --------------------------------- */
+  /* Real, valid arguments around each NULL: an empty manifest (no plugin)
+   * in an empty private directory, so a missing NULL check changes
+   * nothing and the calls below that succeed load nothing. */
+  char tmpl[4096];
+  const char *tmp = getenv("TMPDIR");
+  snprintf(tmpl, sizeof tmpl, "%s/hotmod-null-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  const char *wdir = mkdtemp(tmpl);
+  REQUIRE(wdir != NULL);
+  char manifest[4200];
+  snprintf(manifest, sizeof manifest, "%s/plugins.toml", wdir);
+  FILE *mf = fopen(manifest, "w");
+  REQUIRE(mf != NULL);
+  REQUIRE(fputs("# no plugin\n", mf) >= 0 && fclose(mf) == 0);
+
+  EXPECT_NULL(hotmod_runtime_apply_manifest(NULL, manifest), "rt");
+  EXPECT_NULL(hotmod_runtime_apply_manifest(rt, NULL), "path");
+  EXPECT_NOT_UTF8(hotmod_runtime_apply_manifest(rt, BAD));
+  CHECK_OK(hotmod_runtime_apply_manifest(rt, manifest));
+
+  EXPECT_NULL(hotmod_runtime_watch_dir(NULL, wdir, 100, 0), "rt");
+  EXPECT_NULL(hotmod_runtime_watch_dir(rt, NULL, 100, 0), "dir");
+  EXPECT_NOT_UTF8(hotmod_runtime_watch_dir(rt, BAD, 100, HOTMOD_WATCH_UNLOAD_ON_REMOVE));
+  /* None of those started a watch: unwatching finds nothing. */
+  CHECK_STATUS(hotmod_runtime_unwatch_dir(rt, wdir), HOTMOD_STATUS_INVALID_ARGUMENT);
+  CHECK_OK(hotmod_runtime_watch_dir(rt, wdir, 100, 0));
+  EXPECT_NULL(hotmod_runtime_unwatch_dir(NULL, wdir), "rt");
+  EXPECT_NULL(hotmod_runtime_unwatch_dir(rt, NULL), "dir");
+  EXPECT_NOT_UTF8(hotmod_runtime_unwatch_dir(rt, BAD));
+  CHECK_OK(hotmod_runtime_unwatch_dir(rt, wdir)); /* still watched until now */
+  CHECK(unlink(manifest) == 0 && rmdir(wdir) == 0);
 
   /* ---- host functions and events ---------------------------------------- */
   /* user_data is optional and opaque; free_user_data is optional. A failed

@@ -533,7 +533,7 @@ pub unsafe extern "C" fn hotmod_runtime_watch_dir(
         let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         // SAFETY: per the contract.
         let dir = unsafe { str_arg(dir, "dir")? };
-        let abs = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+        let abs = watched_path(dir);
         let mut watchers = b.watchers.lock().unwrap_or_else(|e| e.into_inner());
         if watchers.iter().any(|w| w.dir() == abs) {
             return Err(Error::new(
@@ -551,6 +551,13 @@ pub unsafe extern "C" fn hotmod_runtime_watch_dir(
     })
 }
 
+/// The directory as watchers store it: canonical (symlinks and `..`
+/// resolved), so every spelling of one directory names one watcher; the
+/// plain absolute path if it no longer exists.
+fn watched_path(dir: &str) -> PathBuf {
+    std::fs::canonicalize(dir).or_else(|_| std::path::absolute(dir)).unwrap_or_else(|_| PathBuf::from(dir))
+}
+
 /// Stops watching `dir` (the modules it loaded stay loaded).
 /// `HOTMOD_STATUS_INVALID_ARGUMENT` if it is not watched.
 ///
@@ -564,7 +571,7 @@ pub unsafe extern "C" fn hotmod_runtime_unwatch_dir(rt: *const hotmod_runtime, d
         let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         // SAFETY: per the contract.
         let dir = unsafe { str_arg(dir, "dir")? };
-        let abs = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+        let abs = watched_path(dir);
         let watcher = {
             let mut watchers = b.watchers.lock().unwrap_or_else(|e| e.into_inner());
             let Some(i) = watchers.iter().position(|w| w.dir() == abs) else {

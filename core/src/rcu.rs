@@ -109,28 +109,62 @@ struct Reader {
     seq: AtomicU64,
 }
 
+/// The thread's registration: owns its `Reader` and unregisters it when
+/// the thread exits.
+struct Registration(Arc<Reader>);
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        LOCAL.with(|l| l.reader.set(std::ptr::null()));
+        let mut readers = READERS.lock().unwrap_or_else(|e| e.into_inner());
+        readers.retain(|r| !Arc::ptr_eq(r, &self.0));
+    }
+}
+
+/// What the call path touches, in one thread-local (in a shared library
+/// each thread-local access can cost a `__tls_get_addr` call).
 struct Local {
-    reader: Arc<Reader>,
+    /// This thread's reader record (NULL until registered, and again once
+    /// its registration is destroyed at thread exit).
+    reader: Cell<*const Reader>,
+    /// Nesting depth of read sections.
     depth: Cell<u32>,
 }
 
-impl Local {
-    fn register() -> Local {
+thread_local! {
+    // Const-initialised and without a destructor, so the call path reads it
+    // with no lazy-initialisation check.
+    static LOCAL: Local = const { Local { reader: Cell::new(std::ptr::null()), depth: Cell::new(0) } };
+    static REGISTRATION: Registration = {
         let reader = Arc::new(Reader { seq: AtomicU64::new(0) });
         READERS.lock().unwrap_or_else(|e| e.into_inner()).push(reader.clone());
-        Local { reader, depth: Cell::new(0) }
-    }
+        LOCAL.with(|l| l.reader.set(Arc::as_ptr(&reader)));
+        Registration(reader)
+    };
 }
 
-impl Drop for Local {
-    fn drop(&mut self) {
-        let mut readers = READERS.lock().unwrap_or_else(|e| e.into_inner());
-        readers.retain(|r| !Arc::ptr_eq(r, &self.reader));
+/// The calling thread's reader record, registering it on first use; None
+/// while the thread's thread-locals are being destroyed.
+#[inline(always)]
+fn current(l: &Local) -> Option<&'static Reader> {
+    let p = l.reader.get();
+    if p.is_null() {
+        return register();
     }
+    // SAFETY: `reader` points into the Arc owned by this thread's
+    // Registration and is cleared before that is dropped.
+    Some(unsafe { &*p })
 }
 
-thread_local! {
-    static LOCAL: Local = Local::register();
+#[cold]
+fn register() -> Option<&'static Reader> {
+    REGISTRATION
+        .try_with(|r| {
+            let p = Arc::as_ptr(&r.0);
+            // SAFETY: as in `current`.
+            unsafe { &*p }
+        })
+        .ok()
 }
 
 /// Proof of being inside a read section; values read through [`RcuCell`]
@@ -143,18 +177,20 @@ pub(crate) struct ReadGuard {
 /// Enters a read section (nestable).
 #[inline(always)]
 pub(crate) fn read() -> ReadGuard {
-    let registered = LOCAL
-        .try_with(|l| {
-            let depth = l.depth.get();
-            if depth == 0 {
-                l.reader.seq.store(GENERATION.load(Ordering::Acquire), Ordering::Relaxed);
-                // Orders the store above before the pointer loads that follow;
-                // a compiler fence when writers issue the process-wide barrier.
-                membarrier::light();
-            }
+    let registered = LOCAL.with(|l| {
+        let depth = l.depth.get();
+        if depth > 0 {
             l.depth.set(depth + 1);
-        })
-        .is_ok();
+            return true;
+        }
+        let Some(reader) = current(l) else { return false };
+        reader.seq.store(GENERATION.load(Ordering::Acquire), Ordering::Relaxed);
+        // Orders the store above before the pointer loads that follow; a
+        // compiler fence when writers issue the process-wide barrier.
+        membarrier::light();
+        l.depth.set(1);
+        true
+    });
     if !registered {
         UNREGISTERED.fetch_add(1, Ordering::SeqCst);
     }
@@ -168,13 +204,15 @@ impl Drop for ReadGuard {
             UNREGISTERED.fetch_sub(1, Ordering::Release);
             return;
         }
-        let _ = LOCAL.try_with(|l| {
+        LOCAL.with(|l| {
             let depth = l.depth.get() - 1;
             l.depth.set(depth);
             if depth == 0 {
-                // Release: everything read in the section happens before a
-                // writer that sees 0 frees it.
-                l.reader.seq.store(0, Ordering::Release);
+                if let Some(reader) = current(l) {
+                    // Release: everything read in the section happens before
+                    // a writer that sees 0 frees it.
+                    reader.seq.store(0, Ordering::Release);
+                }
             }
         });
     }
@@ -182,7 +220,7 @@ impl Drop for ReadGuard {
 
 /// Whether the calling thread is inside a read section.
 pub(crate) fn in_read_section() -> bool {
-    LOCAL.try_with(|l| l.depth.get() > 0).unwrap_or(false)
+    LOCAL.with(|l| l.depth.get()) > 0
 }
 
 /// A grace period: ends once every read section that might have seen a
