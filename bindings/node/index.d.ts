@@ -127,7 +127,9 @@ export declare class Module {
  *
  * Every method throws (or rejects with) an `Error` whose `code` is a
  * `Status`. Modules stay loaded until unloaded, `close()`d, or the runtime
- * is garbage-collected.
+ * is garbage-collected. The runtime holds its host functions and event
+ * handler until `close()`; one that refers to the runtime keeps it alive,
+ * so call `close()` when done with it.
  */
 export declare class Runtime {
   /** A new runtime with no modules. */

@@ -57,7 +57,9 @@ function body(def) {
 /** The text of index.d.ts for the definitions in `typeDefDir`. */
 function render(typeDefDir) {
   const entries = []
+  // One file per crate, named after it; dotfiles are build bookkeeping.
   for (const file of fs.readdirSync(typeDefDir).sort()) {
+    if (file.startsWith('.') || !fs.statSync(path.join(typeDefDir, file)).isFile()) continue
     for (const line of fs.readFileSync(path.join(typeDefDir, file), 'utf8').split('\n')) {
       if (line.trim()) entries.push(JSON.parse(line))
     }

@@ -158,7 +158,9 @@ pub struct ManifestReport {
 ///
 /// Every method throws (or rejects with) an `Error` whose `code` is a
 /// `Status`. Modules stay loaded until unloaded, `close()`d, or the runtime
-/// is garbage-collected.
+/// is garbage-collected. The runtime holds its host functions and event
+/// handler until `close()`; one that refers to the runtime keeps it alive,
+/// so call `close()` when done with it.
 #[napi]
 pub struct Runtime {
     core: Arc<core::Runtime>,
