@@ -7,7 +7,7 @@
 //! `HOTMOD_PLUGIN_PANICKED` (status 2004 in the host) instead of unwinding
 //! into the host.
 //!
-//! ```ignore
+//! ```
 //! use hotmod_sdk::{plugin, Host, Output, Plugin, PluginError};
 //!
 //! struct Text;
