@@ -69,6 +69,11 @@ Runtime.prototype.callSync = function callSync(module, method, input) {
   return result(__callName(ref(this, Runtime, 'callSync'), module, method, input))
 }
 
+// The raw entry points are reached only through the methods above.
+for (const name of ['__callHandle', '__callHandleInto', '__callModule', '__callName', '__outputScratch']) {
+  delete native[name]
+}
+
 // console.log(module) shows what it declares rather than an empty object.
 Module.prototype[inspect.custom] = function (depth, options, inspectFn) {
   return `Module ${(inspectFn || inspect)(this.info(), options)}`

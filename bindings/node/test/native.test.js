@@ -27,6 +27,13 @@ test('the native class methods give the same results as index.js', () => {
     assert.deepEqual(target, crc)
     try { rt.callSync('probe', 'fail'); assert.fail('no error') } catch (e) { assert.equal(e.code, 2003) }
     try { rt.method('probe', 'echo').callSync(5); assert.fail('no error') } catch (e) { assert.equal(e.code, 3002) }
+    // The raw entry points refuse anything but their own internal handle.
+    const moduleRef = rt.module('checksum').__ref
+    for (const bad of [undefined, null, {}, 5, moduleRef]) {
+      try { native.__callHandle(bad, 'x'); assert.fail('no error') } catch (e) { assert.equal(e.code, 3002, String(e)) }
+    }
+    try { native.__callName(moduleRef, 'checksum', 'crc32'); assert.fail('no error') } catch (e) { assert.equal(e.code, 3002) }
+    assert.deepEqual(Buffer.from(native.__callHandle(rt.method('checksum', 'crc32').__ref, 'hello')), crc)
     rt.close()
     console.log('ok')
   `
