@@ -118,6 +118,13 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str
     }
     // SAFETY: per the contract.
     let c = unsafe { CStr::from_ptr(p) };
+    let bytes = c.to_bytes();
+    // Names are almost always ASCII, and checking that is far cheaper than
+    // general UTF-8 validation on the by-name call path.
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
     c.to_str().map_err(|e| {
         Error::new(
             Status::InvalidArgument,
