@@ -24,7 +24,7 @@ VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\
 export HOTMOD_PLUGIN_DIR := $(PLUGINS)
 export HOTMOD_LIB_DIR := $(LIBDIR)
 
-.PHONY: all deps lib plugins demo test lint test-rust check-abi test-c test-python test-node bench install clean
+.PHONY: all deps lib plugins demo test lint test-rust check-abi test-install test-c test-python test-node bench install clean
 
 all: lib plugins
 
@@ -56,7 +56,7 @@ demo: deps all
 	$(CC) $(CSTRICT) -O2 -pthread -Iinclude examples/c-host/demo.c -L$(LIBDIR) -lhotmod -Wl,-rpath,$(LIBDIR) -o $(BUILD)/demo
 	$(BUILD)/demo $(PLUGINS)
 
-test: deps lint test-rust check-abi test-c test-python test-node
+test: deps lint test-rust check-abi test-install test-c test-python test-node
 	@echo "make test: all suites passed"
 
 lint:
@@ -70,6 +70,20 @@ check-abi: lib
 	scripts/check-symbols.sh $(LIB)
 	scripts/gen-headers.sh --check
 	$(MAKE) -C c-tests headers
+
+# Installs into a scratch prefix, then builds the demo host the way a user
+# would (pkg-config) and runs it: it must link the SONAME, not the dev link.
+test-install: plugins
+	rm -rf $(BUILD)/install
+	$(MAKE) --no-print-directory install PREFIX=$(BUILD)/install
+	test -L $(BUILD)/install/lib/libhotmod.so.1 -a -L $(BUILD)/install/lib/libhotmod.so
+	PKG_CONFIG_PATH=$(BUILD)/install/lib/pkgconfig pkg-config --modversion hotmod | grep -qx '$(VERSION)'
+	$(CC) $(CSTRICT) -O2 -pthread examples/c-host/demo.c \
+	  $$(PKG_CONFIG_PATH=$(BUILD)/install/lib/pkgconfig pkg-config --cflags --libs hotmod) \
+	  -Wl,-rpath,$(BUILD)/install/lib -o $(BUILD)/demo-installed
+	readelf -d $(BUILD)/demo-installed | grep -q 'NEEDED.*\[libhotmod.so.1\]'
+	$(BUILD)/demo-installed $(PLUGINS) > $(BUILD)/demo-installed.log
+	@echo "install ok: $(BUILD)/install (pkg-config hotmod $(VERSION), NEEDED libhotmod.so.1)"
 
 test-c: all
 	$(MAKE) -C c-tests test asan valgrind
