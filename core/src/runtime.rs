@@ -410,13 +410,9 @@ impl Runtime {
     }
 
     /// Checks that every non-optional dependency of `info` is loaded in a
-    /// matching version (ignoring the modules named in `pending`, which are
-    /// being loaded in the same batch and checked later).
-    fn check_dependencies(&self, info: &PluginInfo, path: &Path, pending: &[String]) -> Result<()> {
+    /// matching version.
+    fn check_dependencies(&self, info: &PluginInfo, path: &Path) -> Result<()> {
         for dep in &info.dependencies {
-            if pending.contains(&dep.name) {
-                continue;
-            }
             match self.inner.registry.get(&dep.name).and_then(|s| s.active.load_full()) {
                 Some(v) if dep.requirement.matches(&v.info.version) => {}
                 Some(v) if !dep.optional => {
@@ -524,8 +520,15 @@ impl Runtime {
         let _g = self.inner.admin();
         let p = self.prepare(path, opts).map_err(|e| self.fail(path, "", e))?;
         let name = p.info.name.clone();
+        self.install(p, &opts.config).map_err(|e| self.fail(path, &name, e))
+    }
+
+    /// Starts a prepared plugin as a new module and registers it. The caller
+    /// holds the admin lock.
+    fn install(&self, p: Prepared, config: &[u8]) -> Result<Module> {
+        let name = p.info.name.clone();
         if let Some(existing) = self.inner.registry.get(&name).and_then(|s| s.active.load_full()) {
-            let e = Error::new(
+            return Err(Error::new(
                 Status::NameConflict,
                 format!(
                     "cannot load '{}': a module named '{name}' is already loaded (version {} from '{}'); upgrade it instead",
@@ -533,13 +536,11 @@ impl Runtime {
                     existing.info.version,
                     existing.path.display()
                 ),
-            );
-            return Err(self.fail(path, &name, e));
+            ));
         }
-        self.check_dependencies(&p.info, &p.path, &[]).map_err(|e| self.fail(path, &name, e))?;
+        self.check_dependencies(&p.info, &p.path)?;
         let slot = Arc::new(ModuleSlot::new(&name));
-        let (v, previous) =
-            self.start_and_publish(p, &slot, None, &opts.config).map_err(|e| self.fail(path, &name, e))?;
+        let (v, previous) = self.start_and_publish(p, &slot, None, config)?;
         debug_assert!(previous.is_none(), "a new slot has no previous version");
         self.inner.registry.update(|m| {
             m.insert(name.clone(), slot.clone());
@@ -582,23 +583,7 @@ impl Runtime {
             let path = p.path.clone();
             let r = {
                 let _g = self.inner.admin();
-                let name = p.info.name.clone();
-                if self.inner.registry.get(&name).is_some() {
-                    Err(Error::new(
-                        Status::NameConflict,
-                        format!("cannot load '{}': a module named '{name}' is already loaded", path.display()),
-                    ))
-                } else {
-                    self.check_dependencies(&p.info, &path, &[]).and_then(|()| {
-                        let slot = Arc::new(ModuleSlot::new(&name));
-                        let (v, previous) = self.start_and_publish(p, &slot, None, &opts.config)?;
-                        debug_assert!(previous.is_none(), "a new slot has no previous version");
-                        self.inner.registry.update(|m| {
-                            m.insert(name.clone(), slot.clone());
-                        });
-                        Ok(Module::of(&slot, &v))
-                    })
-                }
+                self.install(p, &opts.config)
             };
             match r {
                 Ok(m) => loaded.push(m),
@@ -652,7 +637,7 @@ impl Runtime {
                 ),
             ));
         }
-        self.check_dependencies(&p.info, &p.path, &[])?;
+        self.check_dependencies(&p.info, &p.path)?;
         self.check_no_cycle(&p.info, &p.path)?;
         self.check_dependents_accept(&p.info, &p.path)?;
         if !opts.force {
