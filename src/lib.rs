@@ -13,6 +13,7 @@
 //!
 //! This is the only crate of the runtime with `#[no_mangle]` exports. Their
 //! names and version nodes are listed once, in `src/symbols.txt`.
+#![warn(missing_docs)]
 #![allow(non_camel_case_types)]
 
 use std::ffi::c_char;

@@ -21,6 +21,7 @@
 //! either writes into the space the host offers in the slot, or hands back
 //! memory of its own together with a release callback, so output crosses the
 //! boundary without a copy.
+#![warn(missing_docs)]
 #![allow(non_camel_case_types)]
 #![no_std]
 

@@ -20,6 +20,7 @@
 //! path), `host` (services offered to plugins), [`metrics`], [`events`],
 //! [`deps`] (dependency graph), [`manifest`] (a TOML file of plugins),
 //! [`watch`] (a watched plugin directory).
+#![warn(missing_docs)]
 
 pub use hotmod_abi as abi;
 

@@ -26,6 +26,7 @@
 //! ```
 //!
 //! Build the crate as a `cdylib`. Plugins never link against the runtime.
+#![warn(missing_docs)]
 
 use std::ffi::{c_void, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
