@@ -21,16 +21,6 @@ static const char DIGITS[] = "123456789";
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
 
-/* SHA-256 of a file as sha256sum(1) prints it. */
-static int sha256sum(const char *path, char out[65]) {
-  char cmd[4200];
-  snprintf(cmd, sizeof cmd, "sha256sum -- '%s'", path);
-  FILE *p = popen(cmd, "r");
-  if (p == NULL) return 0;
-  int ok = fscanf(p, "%64s", out) == 1;
-  return pclose(p) == 0 && ok && strlen(out) == 64;
-}
-
 static int module_is(const hotmod_module *m, const char *name, const char *version) {
   const char *n = NULL, *v = NULL;
   return hotmod_module_name(m, &n) == HOTMOD_STATUS_OK && hotmod_module_version(m, &v) == HOTMOD_STATUS_OK &&

@@ -89,34 +89,6 @@ static void expect_load_fails_isolated(const char *path, hotmod_status want, con
   for (; needles && *needles; needles++) CHECK_CONTAINS(msg, *needles);
 }
 
-static int copy_file(const char *from, const char *to, mode_t mode) {
-  int in = open(from, O_RDONLY | O_CLOEXEC);
-  if (in < 0) return 0;
-  int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (out < 0) {
-    close(in);
-    return 0;
-  }
-  char buf[65536];
-  ssize_t n;
-  int ok = 1;
-  while ((n = read(in, buf, sizeof buf)) > 0) {
-    if (write(out, buf, (size_t)n) != n) ok = 0;
-  }
-  ok = ok && n == 0 && fchmod(out, mode) == 0;
-  close(in);
-  return close(out) == 0 && ok;
-}
-
-static int sha256sum(const char *path, char out[65]) {
-  char cmd[4200];
-  snprintf(cmd, sizeof cmd, "sha256sum -- '%s'", path);
-  FILE *p = popen(cmd, "r");
-  if (p == NULL) return 0;
-  int ok = fscanf(p, "%64s", out) == 1;
-  return pclose(p) == 0 && ok && strlen(out) == 64;
-}
-
 static int initfail_destroyed;
 
 static int32_t on_initfail_destroyed(void *ud, const uint8_t *in, size_t len, hotmod_output *out) {
@@ -243,7 +215,7 @@ int main(void) {
   snprintf(sub, sizeof sub, "%s/plugins", dir);
   REQUIRE(mkdir(sub, 0755) == 0 && chmod(sub, 0755) == 0);
   snprintf(file, sizeof file, "%s/libprobe.so", sub);
-  REQUIRE(copy_file(PLUGIN("libprobe.so"), file, 0666));
+  REQUIRE(util_copy_file(PLUGIN("libprobe.so"), file, 0666));
   expect_load_fails(rt, file, NULL, HOTMOD_STATUS_UNSAFE_FILE, NEEDLES("writable by anyone", "666"));
   hotmod_load_options *ww = NULL;
   CHECK_OK(hotmod_load_options_new(&ww));

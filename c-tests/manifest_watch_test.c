@@ -59,36 +59,10 @@ static int write_bytes(const char *path, const void *data, size_t len) {
 static int publish_copy(const char *from, const char *dir, const char *name) {
   char tmp[4300];
   snprintf(tmp, sizeof tmp, "%s/.%s.partial", dir, name);
-  int in = open(from, O_RDONLY | O_CLOEXEC);
-  if (in < 0) return 0;
-  int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (out < 0) {
-    close(in);
-    return 0;
-  }
-  char buf[65536];
-  ssize_t n;
-  int ok = 1;
-  while ((n = read(in, buf, sizeof buf)) > 0) {
-    if (write(out, buf, (size_t)n) != n) ok = 0;
-  }
-  ok = ok && n == 0 && fchmod(out, 0644) == 0;
-  close(in);
-  ok = close(out) == 0 && ok;
-  return ok && rename(tmp, in_dir(dir, name)) == 0;
+  return util_copy_file(from, tmp, 0644) && rename(tmp, in_dir(dir, name)) == 0;
 }
 
 static int write_text(const char *path, const char *text) { return write_bytes(path, text, strlen(text)); }
-
-/* SHA-256 of a file as sha256sum(1) prints it. */
-static int sha256sum(const char *path, char out[65]) {
-  char cmd[4200];
-  snprintf(cmd, sizeof cmd, "sha256sum -- '%s'", path);
-  FILE *p = popen(cmd, "r");
-  if (p == NULL) return 0;
-  int ok = fscanf(p, "%64s", out) == 1;
-  return pclose(p) == 0 && ok && strlen(out) == 64;
-}
 
 /* Removes `dir` and everything in it. */
 static void remove_dir(const char *dir) {

@@ -10,7 +10,43 @@
 
 #include <hotmod.h>
 
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "check.h"
+
+/* Copies `from` to `to` (created or truncated) and gives it `mode`. */
+static inline int util_copy_file(const char *from, const char *to, mode_t mode) {
+  int in = open(from, O_RDONLY | O_CLOEXEC);
+  if (in < 0) return 0;
+  int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out < 0) {
+    close(in);
+    return 0;
+  }
+  char buf[65536];
+  ssize_t n;
+  int ok = 1;
+  while ((n = read(in, buf, sizeof buf)) > 0) {
+    if (write(out, buf, (size_t)n) != n) ok = 0;
+  }
+  ok = ok && n == 0 && fchmod(out, mode) == 0;
+  close(in);
+  return close(out) == 0 && ok;
+}
+
+/* SHA-256 of a file as sha256sum(1) prints it. */
+static inline int sha256sum(const char *path, char out[65]) {
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "sha256sum -- '%s'", path);
+  FILE *p = popen(cmd, "r");
+  if (p == NULL) return 0;
+  int ok = fscanf(p, "%64s", out) == 1;
+  return pclose(p) == 0 && ok && strlen(out) == 64;
+}
 
 /* Makes CHECK_STATUS failures print the status names and last error. */
 static inline void util_init(void) {
