@@ -24,8 +24,13 @@ use crate::rcu::{self, Pinned};
 use crate::registry::{MethodEntry, ModuleSlot, SlotShared, Version};
 
 /// Space offered to a method by [`MethodHandle::call`] before it must ask
-/// for more with `HOTMOD_PLUGIN_OUTPUT_TOO_SMALL`.
+/// for more with `HOTMOD_PLUGIN_OUTPUT_TOO_SMALL`. Offers up to this size
+/// are made from the stack.
 pub const DEFAULT_OUTPUT_OFFER: usize = 256;
+
+/// Results up to this many bytes are kept inside the [`Output`] itself, so
+/// a small result costs no allocation.
+pub const INLINE_OUTPUT: usize = 64;
 
 thread_local! {
     /// The message a plugin set with `host->set_error` during the call in
@@ -76,18 +81,21 @@ pub(crate) unsafe fn take_output_bytes(out: &mut abi::hotmod_output) -> Result<V
 
 /// The bytes a call produced.
 ///
-/// Either memory the host offered (owned here), or memory the plugin handed
+/// Either bytes the host owns — small results (up to [`INLINE_OUTPUT`])
+/// inside this value, larger ones in a vector — or memory the plugin handed
 /// over (zero-copy), which keeps the plugin version alive and is released
 /// through the plugin's callback exactly once when this value is dropped.
 /// An `Output` may be sent to and dropped on any thread.
 pub struct Output {
+    /// Start of plugin memory (unused for host-owned bytes).
     data: *const u8,
     len: usize,
     owner: OutputOwner,
 }
 
 enum OutputOwner {
-    Host(#[allow(dead_code)] Vec<u8>),
+    Inline([u8; INLINE_OUTPUT]),
+    Host(Vec<u8>),
     Plugin { release: abi::hotmod_release_fn, ctx: *mut c_void, _version: Arc<Version> },
 }
 
@@ -100,18 +108,36 @@ unsafe impl Sync for Output {}
 impl Output {
     /// An output holding bytes the host owns.
     pub fn from_vec(v: Vec<u8>) -> Output {
-        Output { data: v.as_ptr(), len: v.len(), owner: OutputOwner::Host(v) }
+        Output { data: std::ptr::null(), len: v.len(), owner: OutputOwner::Host(v) }
+    }
+
+    /// An output holding a copy of `bytes` (inline when small).
+    pub fn copy_from(bytes: &[u8]) -> Output {
+        if bytes.len() > INLINE_OUTPUT {
+            return Output::from_vec(bytes.to_vec());
+        }
+        let mut inline = [0u8; INLINE_OUTPUT];
+        inline[..bytes.len()].copy_from_slice(bytes);
+        Output { data: std::ptr::null(), len: bytes.len(), owner: OutputOwner::Inline(inline) }
     }
 
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        // SAFETY: data/len describe memory owned by `owner` for our lifetime.
-        unsafe { abi::hotmod_slice { ptr: self.data, len: self.len }.as_bytes() }
+        match &self.owner {
+            OutputOwner::Inline(b) => &b[..self.len],
+            OutputOwner::Host(v) => v,
+            // SAFETY: data/len describe plugin memory kept alive (and not
+            // released) for our lifetime.
+            OutputOwner::Plugin { .. } => unsafe { abi::hotmod_slice { ptr: self.data, len: self.len }.as_bytes() },
+        }
     }
 
-    /// Address of the first byte (stable for the output's lifetime).
+    /// Address of the first byte. Plugin and vector memory never moves;
+    /// small results live inside this value, so their address is stable
+    /// once the `Output` is in its final place (boxed, or stored in a
+    /// binding's object) and changes if the value itself is moved.
     pub fn as_ptr(&self) -> *const u8 {
-        self.data
+        self.as_bytes().as_ptr()
     }
 
     /// Number of bytes.
@@ -131,14 +157,12 @@ impl Output {
 
     /// The bytes as a vector (no copy when the host owns them; plugin
     /// memory is copied and released).
-    pub fn into_vec(self) -> Vec<u8> {
-        if !matches!(self.owner, OutputOwner::Host(_)) {
-            return self.as_bytes().to_vec();
-        }
-        let mut this = std::mem::ManuallyDrop::new(self);
-        match std::mem::replace(&mut this.owner, OutputOwner::Host(Vec::new())) {
-            OutputOwner::Host(v) => v,
-            OutputOwner::Plugin { .. } => unreachable!("checked above"),
+    pub fn into_vec(mut self) -> Vec<u8> {
+        match &mut self.owner {
+            // Taking the vector leaves an empty one for Drop, which has
+            // nothing to release for host memory.
+            OutputOwner::Host(v) => std::mem::take(v),
+            _ => self.as_bytes().to_vec(),
         }
     }
 }
@@ -240,7 +264,33 @@ pub(crate) fn is_plugin_memory(out: &abi::hotmod_output) -> bool {
 
 /// Runs a call and turns a filled slot into an [`Output`], retrying once
 /// with the exact size if the method asked for more space.
+///
+/// Offers up to [`DEFAULT_OUTPUT_OFFER`] bytes come from the stack: a small
+/// result is then copied into the `Output` without allocating, and plugin
+/// memory costs no allocation at all.
 pub(crate) fn call_owned(v: &Pinned<'_, Version>, e: &MethodEntry, input: &[u8], offer: usize) -> Result<Output> {
+    if offer > DEFAULT_OUTPUT_OFFER {
+        return call_owned_vec(v, e, input, offer);
+    }
+    let mut stack = std::mem::MaybeUninit::<[u8; DEFAULT_OUTPUT_OFFER]>::uninit();
+    let base = stack.as_mut_ptr() as *mut u8;
+    let mut out = abi::hotmod_output::offering(base, offer);
+    match invoke(v, e, input, &mut out) {
+        Err(err) if err.status() == Status::OutputTooLarge && out.len > offer => {
+            return call_owned_vec(v, e, input, out.len);
+        }
+        r => r?,
+    }
+    if is_plugin_memory(&out) {
+        return Ok(plugin_output(v, &out));
+    }
+    // SAFETY: the plugin wrote `len` (<= offer, checked by invoke) bytes at base.
+    Ok(Output::copy_from(unsafe { std::slice::from_raw_parts(base, out.len) }))
+}
+
+/// `call_owned` with a vector as the offered space (large offers, and the
+/// retry when a method asked for more than the stack offer).
+fn call_owned_vec(v: &Pinned<'_, Version>, e: &MethodEntry, input: &[u8], offer: usize) -> Result<Output> {
     let mut buf: Vec<u8> = Vec::with_capacity(offer);
     let mut out = abi::hotmod_output::offering(buf.as_mut_ptr(), buf.capacity());
     match invoke(v, e, input, &mut out) {
@@ -251,20 +301,19 @@ pub(crate) fn call_owned(v: &Pinned<'_, Version>, e: &MethodEntry, input: &[u8],
         }
         r => r?,
     }
-    Ok(finish_owned(v, buf, out))
+    if is_plugin_memory(&out) {
+        return Ok(plugin_output(v, &out));
+    }
+    // SAFETY: the plugin wrote `len` (<= capacity, checked by invoke) bytes into buf.
+    unsafe { buf.set_len(out.len) };
+    Ok(Output::from_vec(buf))
 }
 
-fn finish_owned(v: &Pinned<'_, Version>, mut buf: Vec<u8>, out: abi::hotmod_output) -> Output {
-    if !is_plugin_memory(&out) {
-        // SAFETY: the plugin wrote `len` (<= capacity, checked) bytes into buf.
-        unsafe { buf.set_len(out.len) };
-        Output::from_vec(buf)
-    } else {
-        Output {
-            data: out.data,
-            len: out.len,
-            owner: OutputOwner::Plugin { release: out.release, ctx: out.release_ctx, _version: v.to_arc() },
-        }
+fn plugin_output(v: &Pinned<'_, Version>, out: &abi::hotmod_output) -> Output {
+    Output {
+        data: out.data,
+        len: out.len,
+        owner: OutputOwner::Plugin { release: out.release, ctx: out.release_ctx, _version: v.to_arc() },
     }
 }
 

@@ -32,6 +32,24 @@ fn calls_by_handle_by_name_and_into_a_buffer() {
 }
 
 #[test]
+fn outputs_of_every_size_come_back_whole() {
+    let rt = rt_with(&["text", "probe"]);
+    // Inline (<= INLINE_OUTPUT), within the stack offer, above it (retry),
+    // and plugin memory of each size.
+    for n in [0, 1, hotmod_core::INLINE_OUTPUT, hotmod_core::INLINE_OUTPUT + 1, 255, 256, 257, 4096] {
+        let input: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+        let out = rt.call("text", "upper", &input).unwrap();
+        assert!(!out.is_plugin_memory());
+        assert_eq!(out.to_vec(), input.to_ascii_uppercase(), "size {n}");
+        let moved = out; // small results live inside the value: moving it must keep the bytes
+        assert_eq!(moved.into_vec(), input.to_ascii_uppercase(), "size {n} after a move");
+        let given = rt.call("probe", "give", &input).unwrap();
+        assert!(given.is_plugin_memory());
+        assert_eq!(&*given, &input[..], "plugin memory of size {n}");
+    }
+}
+
+#[test]
 fn outputs_larger_than_the_offer_are_retried_once_with_the_needed_size() {
     let rt = rt_with(&["text"]);
     let big = vec![b'a'; 10_000];
