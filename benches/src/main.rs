@@ -159,6 +159,9 @@ fn bench_method(
     let by_handle = measure(iters, || {
         black_box(handle.call_into(black_box(input), &mut buf).unwrap());
     });
+    let by_handle_owned = measure(iters, || {
+        black_box(handle.call(black_box(input)).unwrap());
+    });
     let by_name = measure(iters, || {
         black_box(rt.call_into(black_box(m_s), black_box(f_s), black_box(input), &mut buf).unwrap());
     });
@@ -199,6 +202,7 @@ fn bench_method(
         row("dlsym every call", dl),
         row("hotmod handle (core)", by_handle),
         row("hotmod handle (C API)", c_handle),
+        row("hotmod handle, owned out", by_handle_owned),
         row("hotmod by name (core)", by_name),
         row("hotmod by name (C API)", c_name),
     ];
