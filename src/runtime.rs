@@ -1,13 +1,11 @@
 //! Runtime, load options, load/upgrade/unload, host functions and events.
 
-use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hotmod_core::abi::hotmod_output;
-use hotmod_core::manifest::{self, ManifestState};
 use hotmod_core::watch::{self, WatchOptions, Watcher};
 use hotmod_core::{Error, Event, HostFunction, LoadOptions, OutputWriter, Runtime, Status, UpgradeOptions};
 
@@ -23,12 +21,10 @@ pub struct hotmod_runtime {
     _private: [u8; 0],
 }
 
-/// What a `hotmod_runtime` owns: the runtime, what each manifest applied
-/// to it brought in, and its directory watchers (dropped first, so no
-/// watcher outlives the runtime it feeds).
+/// What a `hotmod_runtime` owns: the runtime and its directory watchers
+/// (dropped first, so no watcher outlives the runtime it feeds).
 pub(crate) struct RuntimeBox {
     watchers: Mutex<Vec<Watcher>>,
-    manifests: Mutex<HashMap<PathBuf, ManifestState>>,
     rt: Arc<Runtime>,
 }
 
@@ -107,7 +103,7 @@ pub unsafe extern "C" fn hotmod_runtime_new(out: *mut *mut hotmod_runtime) -> St
     ffi_status!({
         out_arg(out, "out (hotmod_runtime **)")?;
         // SAFETY: checked non-NULL.
-        let rt = RuntimeBox { watchers: Mutex::default(), manifests: Mutex::default(), rt: Arc::new(Runtime::new()) };
+        let rt = RuntimeBox { watchers: Mutex::default(), rt: Arc::new(Runtime::new()) };
         unsafe { write_out(out, hotmod_runtime::into_c(rt)) };
         Ok(())
     })
@@ -500,10 +496,7 @@ pub unsafe extern "C" fn hotmod_runtime_apply_manifest(rt: *const hotmod_runtime
         let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         // SAFETY: per the contract.
         let path = unsafe { str_arg(path, "path")? };
-        let key = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
-        let mut manifests = b.manifests.lock().unwrap_or_else(|e| e.into_inner());
-        let state = manifests.entry(key).or_default();
-        manifest::load_manifest(&b.rt, path, state).map(|_| ())
+        b.apply_manifest(path).map(|_| ())
     })
 }
 
@@ -533,20 +526,13 @@ pub unsafe extern "C" fn hotmod_runtime_watch_dir(
         let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         // SAFETY: per the contract.
         let dir = unsafe { str_arg(dir, "dir")? };
-        let abs = watched_path(dir);
-        let mut watchers = b.watchers.lock().unwrap_or_else(|e| e.into_inner());
-        if watchers.iter().any(|w| w.dir() == abs) {
-            return Err(Error::new(
-                Status::Busy,
-                format!("expected a directory not watched yet, found '{}' already watched", abs.display()),
-            ));
-        }
         let mut opts =
             WatchOptions { unload_on_remove: flags & HOTMOD_WATCH_UNLOAD_ON_REMOVE != 0, ..Default::default() };
         if debounce_ms > 0 {
             opts.debounce = Duration::from_millis(u64::from(debounce_ms));
         }
-        watchers.push(watch::watch_dir(&b.rt, &abs, opts)?);
+        let w = watch::watch_dir(&b.rt, dir, opts)?;
+        b.watchers.lock().unwrap_or_else(|e| e.into_inner()).push(w);
         Ok(())
     })
 }

@@ -193,7 +193,8 @@ export declare class Runtime {
    * replaced, from a thread of its own, until `watcher.stop()` or
    * `close()`. Events report what it does. Throws `Status.FileMissing` if
    * `dir` does not exist, `Status.InvalidArgument` if it is not a
-   * directory, `Status.Io` if it cannot be watched.
+   * directory, `Status.Busy` if this runtime already watches it, `Status.Io`
+   * if it cannot be watched.
    */
   watch(dir: string, options?: WatchOptions): Watcher
   /**

@@ -64,11 +64,8 @@ pub(crate) fn plugin_failure(rc: i32) -> String {
 /// # Safety
 /// `out` must have been filled by a callee following the output protocol.
 pub(crate) unsafe fn take_output_bytes(out: &mut abi::hotmod_output) -> Result<Vec<u8>, String> {
-    if out.len > 0 && out.data.is_null() {
-        return Err(format!("output has length {} but a NULL data pointer", out.len));
-    }
-    if std::ptr::eq(out.data, out.buf) && out.len > out.capacity {
-        return Err(format!("output claims {} bytes of a {}-byte buffer", out.len, out.capacity));
+    if !output_is_valid(out) {
+        return Err(describe_bad_output(out));
     }
     // SAFETY: per the protocol `data` holds `len` readable bytes.
     let bytes = unsafe { abi::hotmod_slice { ptr: out.data, len: out.len }.as_bytes() }.to_vec();
@@ -208,10 +205,27 @@ pub(crate) fn invoke(v: &Version, e: &MethodEntry, input: &[u8], out: &mut abi::
     if rc != abi::HOTMOD_PLUGIN_OK {
         return Err(call_failed(v, e, rc, out));
     }
-    if (out.len > 0 && out.data.is_null()) || (std::ptr::eq(out.data, out.buf) && out.len > out.capacity) {
+    if !output_is_valid(out) {
         return Err(bad_output(v, e, out));
     }
     Ok(())
+}
+
+/// Whether a filled slot follows the protocol: data for any bytes, and no
+/// more bytes in the offered space than it holds.
+#[inline(always)]
+fn output_is_valid(out: &abi::hotmod_output) -> bool {
+    let missing = out.len > 0 && out.data.is_null();
+    let overflows = std::ptr::eq(out.data, out.buf) && out.len > out.capacity;
+    !(missing || overflows)
+}
+
+#[cold]
+fn describe_bad_output(out: &abi::hotmod_output) -> String {
+    format!(
+        "expected output within the {}-byte buffer or plugin memory, found data={:p} len={}",
+        out.capacity, out.data, out.len
+    )
 }
 
 #[cold]
@@ -241,14 +255,12 @@ fn bad_output(v: &Version, e: &MethodEntry, out: &abi::hotmod_output) -> Error {
     Error::new(
         Status::InvalidOutput,
         format!(
-            "{}@{} method '{}' ({}): expected output within the {}-byte buffer or plugin memory, found data={:p} len={}",
+            "{}@{} method '{}' ({}): {}",
             v.info.name,
             v.info.version,
             e.shared.name,
             v.path.display(),
-            out.capacity,
-            out.data,
-            out.len
+            describe_bad_output(out)
         ),
     )
 }
@@ -443,17 +455,6 @@ impl MethodHandle {
         self.with_entry(|v, e| call_owned(v, e, input, offer))
     }
 
-    /// Calls the method with a raw output slot (the caller follows the
-    /// output protocol). Returns the version that produced the output when
-    /// it is plugin memory, which must be kept alive until that memory is
-    /// released.
-    pub fn call_raw(&self, input: &[u8], out: &mut abi::hotmod_output) -> Result<Option<VersionRef>> {
-        self.with_entry(|v, e| {
-            invoke(v, e, input, out)?;
-            Ok(is_plugin_memory(out).then(|| VersionRef(v.to_arc())))
-        })
-    }
-
     #[cold]
     fn stale(&self) -> Error {
         Error::new(
@@ -495,9 +496,22 @@ impl MethodHandle {
     }
 }
 
-/// Keeps a plugin version alive (mapped and not destroyed) while its memory
-/// is in use. Obtained from [`MethodHandle::call_raw`].
-pub struct VersionRef(#[allow(dead_code)] Arc<Version>);
+/// Looks up `method` in the slot's active version within read section `g`
+/// and runs `f` on it; `unloaded` makes the error for an empty slot.
+#[inline(always)]
+pub(crate) fn with_named<'g, R>(
+    slot: &ModuleSlot,
+    g: &'g rcu::ReadGuard,
+    method: &str,
+    unloaded: impl FnOnce() -> Error,
+    f: impl FnOnce(&Pinned<'g, Version>, &MethodEntry) -> Result<R>,
+) -> Result<R> {
+    let Some(v) = slot.active.load(g) else { return Err(unloaded()) };
+    let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
+        return Err(method_not_found(&v, method));
+    };
+    f(&v, e)
+}
 
 #[cold]
 pub(crate) fn method_not_found(v: &Version, method: &str) -> Error {

@@ -38,7 +38,7 @@ mod registry;
 pub mod runtime;
 pub mod watch;
 
-pub use call::{MethodHandle, Output, VersionRef, DEFAULT_OUTPUT_OFFER, INLINE_OUTPUT};
+pub use call::{MethodHandle, Output, DEFAULT_OUTPUT_OFFER, INLINE_OUTPUT};
 pub use descriptor::{signature_hash, DependencyDecl, MethodDecl, PluginInfo};
 pub use error::{Error, Result, Status};
 pub use events::{Event, EventHandler, EventKind};

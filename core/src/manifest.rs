@@ -35,9 +35,11 @@
 //! steps before it stand, the failed one leaves its module as it was (the
 //! old version keeps serving), and the error says which entry failed.
 //!
-//! Which modules a manifest owns is kept in a [`ManifestState`] the host
-//! holds between applications, one per manifest. Modules loaded by other
-//! means are never upgraded or unloaded by a manifest.
+//! Which modules a manifest owns is kept in a [`ManifestState`], one per
+//! manifest file: [`Runtime::apply_manifest`] keeps them in the runtime (the
+//! C, Python and Node APIs use it); [`load_manifest`] takes one the host
+//! holds. Modules loaded by other means are never upgraded or unloaded by a
+//! manifest.
 //!
 //! Entries are matched to modules by module name, which only the plugin's
 //! descriptor tells. For a path the manifest already loaded, the name is
@@ -169,6 +171,22 @@ pub struct ManifestReport {
 /// to the message.
 pub fn load_manifest(rt: &Runtime, path: impl AsRef<Path>, state: &mut ManifestState) -> Result<ManifestReport> {
     Manifest::from_file(path)?.apply(rt, state)
+}
+
+impl Runtime {
+    /// Applies the manifest at `path` with a [`ManifestState`] the runtime
+    /// keeps for that file (one per canonical path, however the file is
+    /// named), so applying the edited file again upgrades, loads and unloads
+    /// what changed. See [`load_manifest`] for errors; to keep the state
+    /// yourself, call that instead.
+    ///
+    /// Applications are serialised; an event handler must not call this.
+    pub fn apply_manifest(&self, path: impl AsRef<Path>) -> Result<ManifestReport> {
+        let path = path.as_ref();
+        let key = std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.into());
+        let mut states = self.inner().manifests.lock().unwrap_or_else(|e| e.into_inner());
+        load_manifest(self, path, states.entry(key).or_default())
+    }
 }
 
 #[derive(Deserialize)]

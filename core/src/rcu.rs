@@ -296,30 +296,32 @@ impl<T: Send + Sync + 'static> Retired<T> {
     /// within `timeout` (and this thread is not itself reading), else on a
     /// background thread. Returns whether it was released here.
     pub fn release(mut self, timeout: Duration) -> bool {
-        let value = self.value.take().expect("released only once");
-        if !in_read_section() && self.grace.wait(Some(Instant::now() + timeout)) {
-            drop(value);
-            return true;
-        }
-        let grace = self.grace;
-        // If no thread can be started the closure is dropped unrun, and the
-        // ManuallyDrop keeps the value forever rather than freeing it under
-        // a reader.
-        let value = std::mem::ManuallyDrop::new(value);
-        let _ = std::thread::Builder::new().name("hotmod-reclaim".into()).spawn(move || {
-            grace.wait(None);
-            drop(std::mem::ManuallyDrop::into_inner(value));
-        });
-        false
+        release_after(self.value.take().expect("released only once"), self.grace, timeout)
     }
 }
 
 impl<T: Send + Sync + 'static> Drop for Retired<T> {
     fn drop(&mut self) {
         if let Some(value) = self.value.take() {
-            Retired { value: Some(value), grace: self.grace }.release(Duration::from_secs(3600));
+            release_after(value, self.grace, Duration::from_secs(3600));
         }
     }
+}
+
+fn release_after<T: Send + Sync + 'static>(value: Arc<T>, grace: GracePeriod, timeout: Duration) -> bool {
+    if !in_read_section() && grace.wait(Some(Instant::now() + timeout)) {
+        drop(value);
+        return true;
+    }
+    // If no thread can be started the closure is dropped unrun, and the
+    // ManuallyDrop keeps the value forever rather than freeing it under a
+    // reader.
+    let value = std::mem::ManuallyDrop::new(value);
+    let _ = std::thread::Builder::new().name("hotmod-reclaim".into()).spawn(move || {
+        grace.wait(None);
+        drop(std::mem::ManuallyDrop::into_inner(value));
+    });
+    false
 }
 
 /// An `Option<Arc<T>>` read inside read sections without touching its

@@ -181,13 +181,13 @@ impl Module {
     /// Calls a method of the active version by name.
     pub fn call(&self, method: &str, input: &[u8]) -> Result<Output> {
         let g = rcu::read();
-        let Some(v) = self.slot.active.load(&g) else {
-            return Err(unloaded(&self.info.name));
-        };
-        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
-            return Err(call::method_not_found(&v, method));
-        };
-        call::call_owned(&v, e, input, call::DEFAULT_OUTPUT_OFFER)
+        call::with_named(
+            &self.slot,
+            &g,
+            method,
+            || unloaded(&self.info.name),
+            |v, e| call::call_owned(v, e, input, call::DEFAULT_OUTPUT_OFFER),
+        )
     }
 }
 
@@ -228,6 +228,12 @@ pub(crate) struct RuntimeInner {
     host_fns: RcuCell<FxHashMap<String, Arc<dyn HostFunction>>>,
     events: RwLock<Option<EventHandler>>,
     options: RuntimeOptions,
+    /// What each manifest applied through [`Runtime::apply_manifest`] owns,
+    /// by the manifest's canonical path.
+    pub(crate) manifests: Mutex<std::collections::HashMap<PathBuf, crate::manifest::ManifestState>>,
+    /// The directories watched for this runtime (canonical paths), shared
+    /// with each [`crate::watch::Watcher`] so dropping one unregisters it.
+    pub(crate) watched: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
 impl RuntimeInner {
@@ -281,14 +287,24 @@ impl RuntimeInner {
         input: &[u8],
         out: &mut abi::hotmod_output,
     ) -> Result<Option<Arc<Version>>> {
+        self.with_method(module, method, |v, e| {
+            call::invoke(v, e, input, out)?;
+            Ok(call::is_plugin_memory(out).then(|| v.to_arc()))
+        })
+    }
+
+    /// Finds `module.method` in the active version and runs `f` on it,
+    /// inside one read section.
+    #[inline(always)]
+    fn with_method<R>(
+        &self,
+        module: &str,
+        method: &str,
+        f: impl FnOnce(&rcu::Pinned<'_, Version>, &crate::registry::MethodEntry) -> Result<R>,
+    ) -> Result<R> {
         let g = rcu::read();
         let Some(slot) = self.registry.load(&g).get(module) else { return Err(self.module_not_found(module)) };
-        let Some(v) = slot.active.load(&g) else { return Err(self.module_not_found(module)) };
-        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
-            return Err(call::method_not_found(&v, method));
-        };
-        call::invoke(&v, e, input, out)?;
-        Ok(call::is_plugin_memory(out).then(|| v.to_arc()))
+        call::with_named(slot, &g, method, || self.module_not_found(module), f)
     }
 
     #[cold]
@@ -338,6 +354,8 @@ impl Runtime {
                 admin: Mutex::new(()),
                 host_fns: RcuCell::new(Some(Arc::new(FxHashMap::default()))),
                 events: RwLock::new(None),
+                manifests: Mutex::default(),
+                watched: Arc::default(),
                 options,
             }),
         }
@@ -781,30 +799,14 @@ impl Runtime {
     /// Calls `module.method` by name. The output is zero-copy when the plugin
     /// returns its own memory.
     pub fn call(&self, module: &str, method: &str, input: &[u8]) -> Result<Output> {
-        let g = rcu::read();
-        let Some(slot) = self.inner.registry.load(&g).get(module) else {
-            return Err(self.inner.module_not_found(module));
-        };
-        let Some(v) = slot.active.load(&g) else { return Err(self.inner.module_not_found(module)) };
-        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
-            return Err(call::method_not_found(&v, method));
-        };
-        call::call_owned(&v, e, input, call::DEFAULT_OUTPUT_OFFER)
+        self.inner.with_method(module, method, |v, e| call::call_owned(v, e, input, call::DEFAULT_OUTPUT_OFFER))
     }
 
     /// Calls `module.method` by name, writing the output into `dst`;
     /// returns the number of bytes written.
     #[inline]
     pub fn call_into(&self, module: &str, method: &str, input: &[u8], dst: &mut [u8]) -> Result<usize> {
-        let g = rcu::read();
-        let Some(slot) = self.inner.registry.load(&g).get(module) else {
-            return Err(self.inner.module_not_found(module));
-        };
-        let Some(v) = slot.active.load(&g) else { return Err(self.inner.module_not_found(module)) };
-        let Some(e) = v.by_name.get(method).and_then(|&id| v.entry(id)) else {
-            return Err(call::method_not_found(&v, method));
-        };
-        call::call_into(&v, e, input, dst)
+        self.inner.with_method(module, method, |v, e| call::call_into(v, e, input, dst))
     }
 
     /// Statistics of every method of every loaded module, sorted by module

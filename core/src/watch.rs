@@ -94,6 +94,7 @@ impl Default for WatchOptions {
 /// its thread; the modules it loaded stay loaded.
 pub struct Watcher {
     dir: PathBuf,
+    _registration: Registration,
     fs: Option<RecommendedWatcher>,
     tx: Sender<Msg>,
     thread: Option<JoinHandle<()>>,
@@ -130,6 +131,35 @@ impl Drop for Watcher {
     }
 }
 
+/// A directory's entry in its runtime's set of watched directories,
+/// removed when the watch ends (or fails to start).
+struct Registration {
+    set: Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
+    dir: PathBuf,
+}
+
+impl Registration {
+    fn new(runtime: &Runtime, dir: &Path) -> Result<Registration> {
+        let set = runtime.inner().watched.clone();
+        if !set.lock().unwrap_or_else(|e| e.into_inner()).insert(dir.to_path_buf()) {
+            return Err(Error::new(
+                Status::Busy,
+                format!(
+                    "cannot watch '{}': expected a directory this runtime does not watch yet, found it already watched; stop that watch first",
+                    dir.display()
+                ),
+            ));
+        }
+        Ok(Registration { set, dir: dir.to_path_buf() })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.dir);
+    }
+}
+
 enum Msg {
     Fs(notify::Result<notify::Event>),
     Stop,
@@ -144,7 +174,8 @@ enum Msg {
 /// after this call returns; the watcher keeps only a `Weak` reference.
 ///
 /// Errors: [`Status::FileMissing`] if `dir` does not exist,
-/// [`Status::InvalidArgument`] if it is not a directory, [`Status::Io`] if
+/// [`Status::InvalidArgument`] if it is not a directory, [`Status::Busy`]
+/// if this runtime already watches it (under any name), [`Status::Io`] if
 /// it cannot be read or watched.
 pub fn watch_dir(runtime: &Arc<Runtime>, dir: impl AsRef<Path>, opts: WatchOptions) -> Result<Watcher> {
     let given = dir.as_ref();
@@ -161,6 +192,7 @@ pub fn watch_dir(runtime: &Arc<Runtime>, dir: impl AsRef<Path>, opts: WatchOptio
             format!("cannot watch '{}': expected a directory, found a file", dir.display()),
         ));
     }
+    let registration = Registration::new(runtime, &dir)?;
     let (tx, rx) = mpsc::channel();
     let fs_tx = tx.clone();
     // Watch before scanning, so that nothing written meanwhile is missed.
@@ -188,7 +220,7 @@ pub fn watch_dir(runtime: &Arc<Runtime>, dir: impl AsRef<Path>, opts: WatchOptio
         .name("hotmod-watch".into())
         .spawn(move || state.run(rx))
         .map_err(|e| Error::new(Status::Io, format!("cannot start the watcher thread for '{}': {e}", dir.display())))?;
-    Ok(Watcher { dir, fs: Some(fs), tx, thread: Some(thread) })
+    Ok(Watcher { dir, _registration: registration, fs: Some(fs), tx, thread: Some(thread) })
 }
 
 /// Whether `path` names a plugin file of this platform.

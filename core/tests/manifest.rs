@@ -338,3 +338,20 @@ fn entries_load_in_dependency_order_and_unload_dependents_first() {
     assert_eq!(load_manifest(&rt, &manifest, &mut state).unwrap().unloaded, ["dependent", "checksum"]);
     assert!(rt.modules().is_empty());
 }
+
+#[test]
+fn the_runtime_keeps_one_state_per_manifest_file_however_it_is_named() {
+    let dir = plugins_copied(&["libchecksum.so", "libchecksum-v2.so"]);
+    let manifest = dir.path().join("plugins.toml");
+    write(&manifest, "[[plugin]]\npath = \"libchecksum.so\"\n");
+    let rt = Runtime::new();
+    assert_eq!(rt.apply_manifest(&manifest).unwrap().loaded, ["checksum"]);
+    // Another spelling of the same file reaches the same state: nothing to do.
+    let other = dir.path().join(".").join("plugins.toml");
+    assert_eq!(rt.apply_manifest(&other).unwrap().unchanged, ["checksum"]);
+    write(&manifest, "[[plugin]]\npath = \"libchecksum-v2.so\"\n");
+    assert_eq!(rt.apply_manifest(&other).unwrap().upgraded, ["checksum"]);
+    assert_eq!(version(&rt), "2.0.0");
+    write(&manifest, "");
+    assert_eq!(rt.apply_manifest(&manifest).unwrap().unloaded, ["checksum"]);
+}

@@ -300,3 +300,20 @@ fn refused_upgrades_and_unloads_are_events_and_change_nothing() {
     std::fs::remove_file(dir.path().join("libdependent.so")).unwrap();
     wait_for("dependent unloaded", || rt.module("dependent").is_err());
 }
+
+#[test]
+fn a_runtime_watches_a_directory_once_under_any_name() {
+    let dir = plugins_copied(&["libchecksum.so"]);
+    let (rt, _events) = recorded_runtime();
+    let opts = || WatchOptions { debounce: Duration::from_millis(50), ..Default::default() };
+    let w = watch_dir(&rt, dir.path(), opts()).unwrap();
+    let again = dir.path().join("..").join(dir.path().file_name().unwrap());
+    let e = watch_dir(&rt, &again, opts()).unwrap_err();
+    assert_eq!(e.status(), Status::Busy);
+    assert!(e.message().contains("already watched"), "{e}");
+    // Another runtime may watch it; and once stopped, this one may again.
+    let other = Arc::new(Runtime::new());
+    drop(watch_dir(&other, dir.path(), opts()).unwrap());
+    w.stop();
+    watch_dir(&rt, &again, opts()).unwrap().stop();
+}

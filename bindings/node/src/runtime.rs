@@ -1,8 +1,7 @@
 //! `Runtime`: load, upgrade and unload modules; resolve and call methods;
 //! host functions, lifecycle events and statistics.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -166,9 +165,6 @@ pub struct Runtime {
     core: Arc<core::Runtime>,
     /// Names of the host functions registered through this object.
     host_names: Mutex<BTreeSet<String>>,
-    /// Which modules each manifest applied through this object owns, by
-    /// the manifest's absolute path.
-    manifests: Mutex<HashMap<PathBuf, core::ManifestState>>,
     /// The directories watched for this runtime (running until stopped).
     watches: Mutex<Vec<Arc<WatchSlot>>>,
 }
@@ -231,7 +227,6 @@ impl Runtime {
         Ok(Runtime {
             core: Arc::new(core::Runtime::with_options(ro)),
             host_names: Mutex::new(BTreeSet::new()),
-            manifests: Mutex::new(HashMap::new()),
             watches: Mutex::new(Vec::new()),
         })
     }
@@ -363,10 +358,8 @@ impl Runtime {
         unsafe {
             refuse_reentry(env, "applyManifest")?;
             let path = input::string_arg(env, path.raw(), "Runtime.applyManifest", "the manifest path")?;
-            let key = std::path::absolute(&path).unwrap_or_else(|_| PathBuf::from(&path));
-            let mut manifests = self.manifests.lock().unwrap_or_else(|e| e.into_inner());
-            let state = manifests.entry(key).or_default();
-            match host::pump_while(env, || core::load_manifest(&self.core, &path, state)) {
+            // The core keeps one state per manifest file, however it is named.
+            match host::pump_while(env, || self.core.apply_manifest(&path)) {
                 Ok(r) => Ok(ManifestReport {
                     loaded: r.loaded,
                     upgraded: r.upgraded,
@@ -384,7 +377,8 @@ impl Runtime {
     /// replaced, from a thread of its own, until `watcher.stop()` or
     /// `close()`. Events report what it does. Throws `Status.FileMissing` if
     /// `dir` does not exist, `Status.InvalidArgument` if it is not a
-    /// directory, `Status.Io` if it cannot be watched.
+    /// directory, `Status.Busy` if this runtime already watches it, `Status.Io`
+    /// if it cannot be watched.
     #[napi(catch_unwind, ts_args_type = "dir: string, options?: WatchOptions")]
     pub fn watch(&self, env: &Env, dir: Unknown, options: Unknown) -> Result<Watcher> {
         const CTX: &str = "Runtime.watch";
@@ -460,7 +454,6 @@ impl Runtime {
                 Ok(())
             });
         }
-        self.manifests.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.core.set_event_handler(None);
         Ok(())
     }

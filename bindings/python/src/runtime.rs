@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use hotmod_core::{self as hm, LoadOptions, ManifestState, UpgradeOptions, WatchOptions};
+use hotmod_core::{self as hm, LoadOptions, UpgradeOptions, WatchOptions};
 use pyo3::exceptions::PyTypeError;
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
@@ -122,10 +122,6 @@ fn load_options(
 pub struct Runtime {
     rt: ArcSwapOption<hm::Runtime>,
     callbacks: Arc<Callbacks>,
-    /// One state per manifest file (canonical path): which modules it
-    /// loaded. Locked only with the GIL released: it is held while the
-    /// manifest is applied, and that delivers events to Python.
-    manifests: Mutex<HashMap<PathBuf, ManifestState>>,
     /// The watches started by `watch`, stopped by `close` before anything
     /// is unloaded. Locked only briefly, never across a join.
     watches: Mutex<Vec<Arc<WatchSlot>>>,
@@ -153,10 +149,10 @@ impl Runtime {
                 format!("Runtime.watch(debounce=...): expected a finite number of seconds >= 0, found {debounce}"),
             )
         })?;
-        // The core resolves the directory the same way; if it cannot, it
-        // raises the error.
-        let canonical = std::fs::canonicalize(&dir).ok();
-        let slot = WatchSlot::new(canonical.clone().unwrap_or_else(|| dir.clone()), debounce, unload_on_remove);
+        // The core resolves the directory the same way (and refuses one
+        // this runtime already watches); if it cannot, it raises the error.
+        let canonical = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+        let slot = WatchSlot::new(canonical, debounce, unload_on_remove);
         {
             let mut watches = lock(&self.watches);
             if self.rt.load().is_none() {
@@ -164,19 +160,6 @@ impl Runtime {
                 return Err(errors::closed(py, "watch"));
             }
             watches.retain(|s| !s.is_stopped());
-            if let Some(c) = &canonical {
-                if watches.iter().any(|s| s.dir == *c) {
-                    return Err(errors::error_from(
-                        py,
-                        hm::Status::Busy.code(),
-                        &format!(
-                            "Runtime.watch: expected a directory this runtime does not watch yet, found '{}' already watched; stop its Watcher first",
-                            c.display()
-                        ),
-                        None,
-                    ));
-                }
-            }
             watches.push(slot.clone());
         }
         let forget = || {
@@ -217,12 +200,7 @@ impl Runtime {
             )
         })?;
         let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout });
-        Ok(Runtime {
-            rt: ArcSwapOption::from_pointee(rt),
-            callbacks: Arc::default(),
-            manifests: Mutex::default(),
-            watches: Mutex::default(),
-        })
+        Ok(Runtime { rt: ArcSwapOption::from_pointee(rt), callbacks: Arc::default(), watches: Mutex::default() })
     }
 
     /// Loads the plugin file at `path` and activates it; returns the `Module`.
@@ -318,16 +296,10 @@ impl Runtime {
     /// still serving. The GIL is released while it runs.
     fn apply_manifest(&self, py: Python<'_>, path: PathBuf) -> PyResult<ManifestReport> {
         let rt = self.open(py, "apply_manifest")?;
-        let manifests = &self.manifests;
+        // The core keeps one state per manifest file; its lock is taken
+        // here with the GIL released (applying delivers events to Python).
         let report = errors::detached(py, "Runtime.apply_manifest", move || {
-            // One state per file, however it is named.
-            let key =
-                std::fs::canonicalize(&path).or_else(|_| std::path::absolute(&path)).unwrap_or_else(|_| path.clone());
-            let r = {
-                let mut states = lock(manifests);
-                let state = states.entry(key).or_default();
-                hm::load_manifest(&rt, &path, state)
-            };
+            let r = rt.apply_manifest(&path);
             // Should close() have run meanwhile, the runtime goes here,
             // with the GIL released.
             drop(rt);
@@ -523,12 +495,10 @@ impl Runtime {
         let rt = self.rt.swap(None);
         let watches = std::mem::take(&mut *lock(&self.watches));
         watch::stop_all(py, &watches);
-        let manifests = &self.manifests;
         // A call in flight on another thread may hold the last reference;
-        // the modules are then unloaded when that call returns.
+        // the modules (and the manifest states) then go when it returns.
         errors::detached(py, "Runtime.close", move || {
             drop(rt);
-            lock(manifests).clear();
             Ok(())
         })?;
         lock(&self.callbacks.host).clear();
