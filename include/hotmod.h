@@ -395,7 +395,7 @@ typedef struct hotmod_method_stats {
    */
   uint64_t handles;
   /**
-   * Calls whose latency was sampled.
+   * Calls whose latency was sampled (one call in 128 of each method).
    */
   uint64_t latency_samples;
   /**

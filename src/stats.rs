@@ -40,7 +40,7 @@ pub struct hotmod_method_stats {
     pub panics: u64,
     /// Method handles callers hold.
     pub handles: u64,
-    /// Calls whose latency was sampled.
+    /// Calls whose latency was sampled (one call in 128 of each method).
     pub latency_samples: u64,
     /// Mean sampled latency, nanoseconds.
     pub latency_mean_ns: u64,

@@ -437,7 +437,7 @@ export interface MethodStats {
   errors: number
   /** Calls in which the plugin panicked. */
   panics: number
-  /** Calls whose latency was sampled. */
+  /** Calls whose latency was sampled (one call in 128 of each method). */
   latencySamples: number
   /** Mean sampled latency, nanoseconds (0 without samples). */
   meanNs: number

@@ -330,7 +330,9 @@ fn plugin_output(v: &Pinned<'_, Version>, out: &abi::hotmod_output) -> Output {
 }
 
 /// Runs a call whose output must land in `dst`; returns the length written.
-/// Plugin-owned output is copied into `dst` and released.
+/// Plugin-owned output is copied into `dst` and released. Inlined into
+/// the C API's and bindings' call functions: it is the whole fast path.
+#[inline(always)]
 pub(crate) fn call_into(v: &Version, e: &MethodEntry, input: &[u8], dst: &mut [u8]) -> Result<usize> {
     let mut out = abi::hotmod_output::offering(dst.as_mut_ptr(), dst.len());
     invoke(v, e, input, &mut out)?;

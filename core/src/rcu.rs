@@ -170,51 +170,56 @@ fn register() -> Option<&'static Reader> {
 /// Proof of being inside a read section; values read through [`RcuCell`]
 /// stay valid while it lives. Not `Send`: a section belongs to its thread.
 pub(crate) struct ReadGuard {
-    registered: bool,
+    /// This thread's `LOCAL`, so that leaving the section needs no second
+    /// thread-local lookup (in a shared library each one can be a
+    /// `__tls_get_addr` call); NULL for a section on a thread whose
+    /// registration is already destroyed (counted in `UNREGISTERED`).
+    local: *const Local,
     _thread_bound: PhantomData<*const ()>,
 }
 
 /// Enters a read section (nestable).
 #[inline(always)]
 pub(crate) fn read() -> ReadGuard {
-    let registered = LOCAL.with(|l| {
+    let local = LOCAL.with(|l| {
         let depth = l.depth.get();
         if depth > 0 {
             l.depth.set(depth + 1);
-            return true;
+            return l as *const Local;
         }
-        let Some(reader) = current(l) else { return false };
+        let Some(reader) = current(l) else { return std::ptr::null() };
         reader.seq.store(GENERATION.load(Ordering::Acquire), Ordering::Relaxed);
         // Orders the store above before the pointer loads that follow; a
         // compiler fence when writers issue the process-wide barrier.
         membarrier::light();
         l.depth.set(1);
-        true
+        l as *const Local
     });
-    if !registered {
+    if local.is_null() {
         UNREGISTERED.fetch_add(1, Ordering::SeqCst);
     }
-    ReadGuard { registered, _thread_bound: PhantomData }
+    ReadGuard { local, _thread_bound: PhantomData }
 }
 
 impl Drop for ReadGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        if !self.registered {
+        if self.local.is_null() {
             UNREGISTERED.fetch_sub(1, Ordering::Release);
             return;
         }
-        LOCAL.with(|l| {
-            let depth = l.depth.get() - 1;
-            l.depth.set(depth);
-            if depth == 0 {
-                if let Some(reader) = current(l) {
-                    // Release: everything read in the section happens before
-                    // a writer that sees 0 frees it.
-                    reader.seq.store(0, Ordering::Release);
-                }
+        // SAFETY: `local` is this thread's LOCAL (the guard is not Send),
+        // which has no destructor and outlives every section on the thread.
+        let l = unsafe { &*self.local };
+        let depth = l.depth.get() - 1;
+        l.depth.set(depth);
+        if depth == 0 {
+            if let Some(reader) = current(l) {
+                // Release: everything read in the section happens before
+                // a writer that sees 0 frees it.
+                reader.seq.store(0, Ordering::Release);
             }
-        });
+        }
     }
 }
 

@@ -207,7 +207,10 @@ fn prometheus_text_has_every_family() {
         "{text}"
     );
     assert!(text.contains("# TYPE hotmod_method_latency_seconds histogram"));
-    assert!(
-        text.contains("hotmod_method_latency_seconds_count{module=\"checksum\",version=\"1.0.0\",method=\"crc32\"} 7")
+    // Calls 0, N, 2N... of the method are sampled.
+    let sampled = 100u64.div_ceil(hotmod_core::metrics::LATENCY_SAMPLE_EVERY);
+    let count = format!(
+        "hotmod_method_latency_seconds_count{{module=\"checksum\",version=\"1.0.0\",method=\"crc32\"}} {sampled}"
     );
+    assert!(text.contains(&count), "expected {count:?} in {text}");
 }

@@ -119,7 +119,7 @@ pub struct MethodStats {
     pub errors: f64,
     /// Calls in which the plugin panicked.
     pub panics: f64,
-    /// Calls whose latency was sampled.
+    /// Calls whose latency was sampled (one call in 128 of each method).
     pub latency_samples: f64,
     /// Mean sampled latency, nanoseconds (0 without samples).
     pub mean_ns: f64,

@@ -77,7 +77,7 @@ pub struct MethodStats {
     pub errors: u64,
     /// Calls in which the plugin panicked.
     pub panics: u64,
-    /// Calls whose latency was sampled.
+    /// Calls whose latency was sampled (one call in 128 of each method).
     pub latency_samples: u64,
     /// Mean sampled latency, nanoseconds (0 without samples).
     pub mean_ns: u64,

@@ -331,7 +331,7 @@ class MethodStats:
         """Calls in which the plugin panicked."""
     @property
     def latency_samples(self) -> int:
-        """Calls whose latency was sampled."""
+        """Calls whose latency was sampled (one call in 128 of each method)."""
     @property
     def mean_ns(self) -> int:
         """Mean sampled latency, nanoseconds."""
