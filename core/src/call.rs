@@ -91,9 +91,14 @@ pub struct Output {
 }
 
 enum OutputOwner {
-    Inline([u8; INLINE_OUTPUT]),
+    /// The first `len` bytes are initialised.
+    Inline(std::mem::MaybeUninit<[u8; INLINE_OUTPUT]>),
     Host(Vec<u8>),
-    Plugin { release: abi::hotmod_release_fn, ctx: *mut c_void, _version: Arc<Version> },
+    Plugin {
+        release: abi::hotmod_release_fn,
+        ctx: *mut c_void,
+        _version: Arc<Version>,
+    },
 }
 
 // SAFETY: host memory is a Vec; plugin memory may be read from and released
@@ -113,15 +118,17 @@ impl Output {
         if bytes.len() > INLINE_OUTPUT {
             return Output::from_vec(bytes.to_vec());
         }
-        let mut inline = [0u8; INLINE_OUTPUT];
-        inline[..bytes.len()].copy_from_slice(bytes);
+        let mut inline = std::mem::MaybeUninit::<[u8; INLINE_OUTPUT]>::uninit();
+        // SAFETY: `bytes` fits (checked above) and cannot overlap a new local.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), inline.as_mut_ptr() as *mut u8, bytes.len()) };
         Output { data: std::ptr::null(), len: bytes.len(), owner: OutputOwner::Inline(inline) }
     }
 
     /// The bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match &self.owner {
-            OutputOwner::Inline(b) => &b[..self.len],
+            // SAFETY: the first `len` bytes were written by `copy_from`.
+            OutputOwner::Inline(b) => unsafe { std::slice::from_raw_parts(b.as_ptr() as *const u8, self.len) },
             OutputOwner::Host(v) => v,
             // SAFETY: data/len describe plugin memory kept alive (and not
             // released) for our lifetime.

@@ -181,24 +181,31 @@ pub(crate) struct ReadGuard {
 /// Enters a read section (nestable).
 #[inline(always)]
 pub(crate) fn read() -> ReadGuard {
-    let local = LOCAL.with(|l| {
-        let depth = l.depth.get();
-        if depth > 0 {
-            l.depth.set(depth + 1);
-            return l as *const Local;
-        }
-        let Some(reader) = current(l) else { return std::ptr::null() };
-        reader.seq.store(GENERATION.load(Ordering::Acquire), Ordering::Relaxed);
-        // Orders the store above before the pointer loads that follow; a
-        // compiler fence when writers issue the process-wide barrier.
-        membarrier::light();
-        l.depth.set(1);
-        l as *const Local
-    });
-    if local.is_null() {
-        UNREGISTERED.fetch_add(1, Ordering::SeqCst);
+    // Only the address comes out of the thread-local access, so that it is
+    // inlined wherever a section starts.
+    let l: *const Local = LOCAL.with(|l| l as *const Local);
+    // SAFETY: this thread's LOCAL, which has no destructor and lives as
+    // long as the thread.
+    let local = unsafe { &*l };
+    let depth = local.depth.get();
+    if depth > 0 {
+        local.depth.set(depth + 1);
+        return ReadGuard { local: l, _thread_bound: PhantomData };
     }
-    ReadGuard { local, _thread_bound: PhantomData }
+    let Some(reader) = current(local) else { return unregistered() };
+    reader.seq.store(GENERATION.load(Ordering::Acquire), Ordering::Relaxed);
+    // Orders the store above before the pointer loads that follow; a
+    // compiler fence when writers issue the process-wide barrier.
+    membarrier::light();
+    local.depth.set(1);
+    ReadGuard { local: l, _thread_bound: PhantomData }
+}
+
+/// A section on a thread whose registration is already destroyed.
+#[cold]
+fn unregistered() -> ReadGuard {
+    UNREGISTERED.fetch_add(1, Ordering::SeqCst);
+    ReadGuard { local: std::ptr::null(), _thread_bound: PhantomData }
 }
 
 impl Drop for ReadGuard {
