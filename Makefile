@@ -35,17 +35,28 @@ lib:
 	$(CARGO) build --release -p hotmod
 	@ln -sf libhotmod.so $(LIBDIR)/libhotmod.so.1
 
+# The example plugins and every test fixture plugin go into $(PLUGINS), the one
+# directory all suites (Rust, c-tests, Python, Node) load them from
+# (HOTMOD_PLUGIN_DIR). Fixture sources are in tests/fixtures: each file's
+# header says what it is for, the file it becomes and its -D variants.
+# bad.c: one file per descriptor defect, -D<VARIANT> -> lib<variant>.so.
+BAD_FIXTURES := BAD_MAGIC ABI_V2 SMALL_SIZE NULL_DESC EMPTY_NAME DUP_METHODS NULL_FN BAD_SEMVER BAD_DEP_RANGE \
+                NEWER_DEP SELF_DEP
+
 plugins: lib
 	@mkdir -p $(PLUGINS)
 	$(CC) $(PLUGIN_CFLAGS) examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum.so
 	$(CC) $(PLUGIN_CFLAGS) -DCHECKSUM_V2 examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum-v2.so
 	$(CC) $(PLUGIN_CFLAGS) -DCHECKSUM_VERSION='"1.1.0"' examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum-v1.1.so
 	$(CC) $(PLUGIN_CFLAGS) tests/fixtures/checksum_breaking.c -o $(PLUGINS)/libchecksum-breaking.so
-	$(CC) $(PLUGIN_CFLAGS) tests/fixtures/probe.c -o $(PLUGINS)/libprobe.so
 	$(CC) $(PLUGIN_CFLAGS) -DDEP_DEPENDENT tests/fixtures/deps.c -o $(PLUGINS)/libdependent.so
 	$(CC) $(PLUGIN_CFLAGS) -DDEP_CYCLE_A tests/fixtures/deps.c -o $(PLUGINS)/libcycle-a.so
 	$(CC) $(PLUGIN_CFLAGS) -DDEP_CYCLE_B tests/fixtures/deps.c -o $(PLUGINS)/libcycle-b.so
 	$(CC) $(PLUGIN_CFLAGS) -DDEP_MISSING tests/fixtures/deps.c -o $(PLUGINS)/liborphan.so
+	for f in probe badout ctor initfail noentry; do \
+	  $(CC) $(PLUGIN_CFLAGS) tests/fixtures/$$f.c -o $(PLUGINS)/lib$$f.so || exit 1; done
+	for v in $(BAD_FIXTURES); do \
+	  $(CC) $(PLUGIN_CFLAGS) -D$$v tests/fixtures/bad.c -o $(PLUGINS)/lib$$(echo $$v | tr A-Z a-z).so || exit 1; done
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
 	cp $(LIBDIR)/libhotmod_example_text.so $(PLUGINS)/libtext.so
 	cp $(LIBDIR)/libhotmod_fixture_lifecycle.so $(PLUGINS)/liblifecycle.so

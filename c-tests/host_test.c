@@ -6,8 +6,8 @@
  * dependencies between modules, and what survives hotmod_runtime_free.
  *
  * Plugins: $HOTMOD_PLUGIN_DIR (checksum, checksum-v2, text, probe,
- * lifecycle, tls); fixtures: $HOTMOD_FIXTURE_DIR (needs_checksum,
- * checksum_v3), built by c-tests/Makefile.
+ * lifecycle, tls, and the fixtures dependent, checksum-breaking and badout
+ * from tests/fixtures), built by make plugins at the root.
  */
 #include <pthread.h>
 #include <time.h>
@@ -414,7 +414,7 @@ static void test_calls(void) {
 static void test_bad_outputs(void) {
   hotmod_runtime *rt = NULL;
   REQUIRE(hotmod_runtime_new(&rt) == HOTMOD_STATUS_OK);
-  REQUIRE(CHECK_OK(hotmod_runtime_load(rt, FIXTURE("libbadout.so"), NULL, NULL)));
+  REQUIRE(CHECK_OK(hotmod_runtime_load(rt, PLUGIN("libbadout.so"), NULL, NULL)));
   hotmod_buffer *sent = (hotmod_buffer *)&rt, *b = sent;
   uint8_t dst[16];
   size_t n = 777;
@@ -664,7 +664,7 @@ static void test_events(void) {
 
   /* A failed load is an event too, with its status and the file. */
   int before = a.n;
-  const char *missing = FIXTURE("does-not-exist.so");
+  const char *missing = NOT_PLUGIN("does-not-exist.so");
   CHECK_STATUS(hotmod_runtime_load(rt, missing, NULL, NULL), HOTMOD_STATUS_FILE_MISSING);
   int uf = find_event(&a, before, HOTMOD_EVENT_KIND_UPGRADE_FAILED, NULL, NULL);
   if (CHECK(uf >= 0)) {
@@ -1023,7 +1023,7 @@ static void test_upgrade(void) {
                HOTMOD_STATUS_INVALID_ARGUMENT);
   CHECK_CONTAINS(hotmod_last_error_message(), PLUGIN("libtext.so"));
   CHECK_CONTAINS(hotmod_last_error_message(), "'text'");
-  CHECK_STATUS(hotmod_runtime_upgrade(rt, "checksum", FIXTURE("does-not-exist.so"), NULL, 0, NULL),
+  CHECK_STATUS(hotmod_runtime_upgrade(rt, "checksum", NOT_PLUGIN("does-not-exist.so"), NULL, 0, NULL),
                HOTMOD_STATUS_FILE_MISSING);
   CHECK_STATUS(hotmod_runtime_upgrade(rt, "nope", v2, NULL, 0, NULL), HOTMOD_STATUS_MODULE_NOT_FOUND);
   hotmod_load_options *o = NULL;
@@ -1036,11 +1036,11 @@ static void test_upgrade(void) {
 
   /* An upgrade that changes a held method's signature and removes another
    * is refused unless forced. */
-  const char *v3 = FIXTURE("libchecksum-v3.so");
-  CHECK_STATUS(hotmod_runtime_upgrade(rt, "checksum", v3, NULL, 0, NULL), HOTMOD_STATUS_SIGNATURE_MISMATCH);
-  CHECK_CONTAINS(hotmod_last_error_message(), v3);
+  const char *breaking = PLUGIN("libchecksum-breaking.so");
+  CHECK_STATUS(hotmod_runtime_upgrade(rt, "checksum", breaking, NULL, 0, NULL), HOTMOD_STATUS_SIGNATURE_MISMATCH);
+  CHECK_CONTAINS(hotmod_last_error_message(), breaking);
   CHECK_CALL_STR(method_str(ver, NULL, NULL), "1.0.0");
-  CHECK_OK(hotmod_runtime_upgrade(rt, "checksum", v3, NULL, HOTMOD_UPGRADE_FORCE, NULL));
+  CHECK_OK(hotmod_runtime_upgrade(rt, "checksum", breaking, NULL, HOTMOD_UPGRADE_FORCE, NULL));
   CHECK_CALL_STR(method_str(ver, NULL, NULL), "3.0.0");
   crc_by_handle(crc, &st);
   CHECK_STATUS(st, HOTMOD_STATUS_SIGNATURE_CHANGED);
@@ -1048,13 +1048,16 @@ static void test_upgrade(void) {
   hotmod_buffer *b = NULL;
   CHECK_STATUS(hotmod_method_call(hex, NULL, 0, &b), HOTMOD_STATUS_STALE_HANDLE);
   CHECK_CONTAINS(hotmod_last_error_message(), "hex");
-  hotmod_method *crc_be = NULL;
-  CHECK_OK(hotmod_runtime_resolve(rt, "checksum", "crc32", &crc_be));
-  uint8_t dst[4];
+  /* A handle resolved again reaches the new contract (crc32 is now
+   * "bytes -> u64le", the input's length). */
+  hotmod_method *crc_u64 = NULL;
+  CHECK_OK(hotmod_runtime_resolve(rt, "checksum", "crc32", &crc_u64));
+  uint8_t dst[8];
   size_t n = 0;
-  CHECK_OK(hotmod_method_call_into(crc_be, (const uint8_t *)DIGITS, 9, dst, 4, &n));
-  CHECK(n == 4 && dst[0] == 0xCB && dst[1] == 0xF4 && dst[2] == 0x39 && dst[3] == 0x26);
-  hotmod_method_free(crc_be);
+  CHECK_OK(hotmod_method_call_into(crc_u64, (const uint8_t *)DIGITS, 9, dst, sizeof dst, &n));
+  CHECK_U64_EQ(n, 8);
+  CHECK_U64_EQ(get_u64le(dst), 9);
+  hotmod_method_free(crc_u64);
   hotmod_method_free(crc);
   hotmod_method_free(hex);
   hotmod_method_free(ver);
@@ -1106,7 +1109,7 @@ static void test_upgrade(void) {
 static void test_dependencies(void) {
   hotmod_runtime *rt = NULL;
   REQUIRE(hotmod_runtime_new(&rt) == HOTMOD_STATUS_OK);
-  const char *dep = FIXTURE("libneeds_checksum.so");
+  const char *dep = PLUGIN("libdependent.so");
   const char *v1 = PLUGIN("libchecksum.so"), *v2 = PLUGIN("libchecksum-v2.so");
 
   CHECK_STATUS(hotmod_runtime_load(rt, dep, NULL, NULL), HOTMOD_STATUS_DEPENDENCY_UNSATISFIED);
@@ -1129,22 +1132,22 @@ static void test_dependencies(void) {
   CHECK_STR_EQ(req, "^1");
 
   hotmod_method *via = NULL;
-  CHECK_OK(hotmod_runtime_resolve(rt, "needs_checksum", "crc32", &via));
+  CHECK_OK(hotmod_runtime_resolve(rt, "dependent", "crc32_via_dep", &via));
   hotmod_status st;
   CHECK_U64_EQ(crc_by_handle(via, &st), CRC32_123456789);
-  CHECK_CALL_STR(call_str(rt, "needs_checksum", "checksum_version", NULL, NULL), "1.0.0");
+  CHECK_CALL_STR(call_str(rt, "dependent", "checksum_version", NULL, NULL), "1.0.0");
   uint8_t code[4];
-  CHECK_OK(hotmod_runtime_call_into(rt, "needs_checksum", "undeclared", NULL, 0, code, 4, &n));
+  CHECK_OK(hotmod_runtime_call_into(rt, "dependent", "undeclared", NULL, 0, code, 4, &n));
   CHECK_U64_EQ(get_u32le(code), HOTMOD_STATUS_INVALID_ARGUMENT); /* not among its dependencies */
 
   /* A module others need cannot go, nor move out of their range. */
   CHECK_STATUS(hotmod_runtime_unload(rt, "checksum", 0), HOTMOD_STATUS_MODULE_IN_USE);
-  CHECK_CONTAINS(hotmod_last_error_message(), "needs_checksum");
+  CHECK_CONTAINS(hotmod_last_error_message(), "dependent");
   CHECK_STATUS(hotmod_runtime_upgrade(rt, "checksum", v2, NULL, 0, NULL), HOTMOD_STATUS_VERSION_CONFLICT);
-  CHECK_CONTAINS(hotmod_last_error_message(), "needs_checksum");
+  CHECK_CONTAINS(hotmod_last_error_message(), "dependent");
   CHECK_CONTAINS(hotmod_last_error_message(), "^1");
   CHECK_CONTAINS(hotmod_last_error_message(), v2);
-  CHECK_CALL_STR(call_str(rt, "needs_checksum", "checksum_version", NULL, NULL), "1.0.0");
+  CHECK_CALL_STR(call_str(rt, "dependent", "checksum_version", NULL, NULL), "1.0.0");
   /* Within the range it may be upgraded; the dependent follows. */
   CHECK_OK(hotmod_runtime_upgrade(rt, "checksum", v1, NULL, 0, NULL));
   CHECK_U64_EQ(crc_by_handle(via, &st), CRC32_123456789);
@@ -1153,7 +1156,7 @@ static void test_dependencies(void) {
 
   /* Forwarded plugin memory outlives a cascading unload. */
   hotmod_buffer *held = NULL;
-  CHECK_OK(hotmod_runtime_call(rt, "needs_checksum", "checksum_version", NULL, 0, &held));
+  CHECK_OK(hotmod_runtime_call(rt, "dependent", "checksum_version", NULL, 0, &held));
   CHECK_OK(hotmod_runtime_unload(rt, "checksum", HOTMOD_UNLOAD_CASCADE));
   CHECK_OK(hotmod_runtime_module_count(rt, &n));
   CHECK_U64_EQ(n, 0);
@@ -1167,7 +1170,7 @@ static void test_dependencies(void) {
   /* Dependents first, then what they need: no cascade needed. */
   CHECK_OK(hotmod_runtime_load(rt, v1, NULL, NULL));
   CHECK_OK(hotmod_runtime_load(rt, dep, NULL, NULL));
-  CHECK_OK(hotmod_runtime_unload(rt, "needs_checksum", 0));
+  CHECK_OK(hotmod_runtime_unload(rt, "dependent", 0));
   CHECK_OK(hotmod_runtime_unload(rt, "checksum", 0));
 
   /* The runtime unloads dependents first when freed. */

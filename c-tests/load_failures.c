@@ -1,6 +1,8 @@
 /*
- * load_failures.c — every load error, from a real file (fixtures built by
- * c-tests/Makefile into $HOTMOD_FIXTURE_DIR, sources in c-tests/fixtures).
+ * load_failures.c — every load error, from a real file: fault-fixture
+ * plugins built by make plugins at the root into $HOTMOD_PLUGIN_DIR (sources
+ * in tests/fixtures), and files that are not plugins at all made by
+ * c-tests/Makefile into $HOTMOD_NOT_PLUGIN_DIR.
  *
  * Each case asserts the documented status, that hotmod_last_error_message()
  * names the file and says what was expected or found, that the `out`
@@ -113,44 +115,46 @@ int main(void) {
   REQUIRE(hotmod_runtime_new(&rt) == HOTMOD_STATUS_OK);
 
   /* Files that are not plugins at all. */
-  expect_load_fails(rt, FIXTURE("does-not-exist.so"), NULL, HOTMOD_STATUS_FILE_MISSING,
+  expect_load_fails(rt, NOT_PLUGIN("does-not-exist.so"), NULL, HOTMOD_STATUS_FILE_MISSING,
                     NEEDLES("expected a file"));
-  expect_load_fails(rt, FIXTURE("not-elf.so"), NULL, HOTMOD_STATUS_NOT_A_LIBRARY,
+  expect_load_fails(rt, NOT_PLUGIN("not-elf.so"), NULL, HOTMOD_STATUS_NOT_A_LIBRARY,
                     NEEDLES("not a loadable shared library"));
-  expect_load_fails(rt, FIXTURE("empty.so"), NULL, HOTMOD_STATUS_NOT_A_LIBRARY, NEEDLES("0 bytes"));
-  expect_load_fails(rt, util_env_dir("HOTMOD_FIXTURE_DIR"), NULL, HOTMOD_STATUS_NOT_A_LIBRARY,
+  expect_load_fails(rt, NOT_PLUGIN("empty.so"), NULL, HOTMOD_STATUS_NOT_A_LIBRARY, NEEDLES("0 bytes"));
+  expect_load_fails(rt, util_env_dir("HOTMOD_NOT_PLUGIN_DIR"), NULL, HOTMOD_STATUS_NOT_A_LIBRARY,
                     NEEDLES("expected a regular file"));
-  expect_load_fails_isolated(FIXTURE("truncated.so"), HOTMOD_STATUS_NOT_A_LIBRARY, NEEDLES("1000")); /* the size it found */
-  expect_load_fails(rt, FIXTURE("unreadable.so"), NULL, HOTMOD_STATUS_PERMISSION_DENIED,
+  expect_load_fails_isolated(NOT_PLUGIN("truncated.so"), HOTMOD_STATUS_NOT_A_LIBRARY, NEEDLES("1000")); /* the size it found */
+  expect_load_fails(rt, NOT_PLUGIN("unreadable.so"), NULL, HOTMOD_STATUS_PERMISSION_DENIED,
                     NEEDLES("mode 000", "expected a readable plugin file"));
-  expect_load_fails(rt, FIXTURE("libnoentry.so"), NULL, HOTMOD_STATUS_ENTRY_SYMBOL_MISSING,
+  expect_load_fails(rt, PLUGIN("libnoentry.so"), NULL, HOTMOD_STATUS_ENTRY_SYMBOL_MISSING,
                     NEEDLES("expected it to export 'hotmod_plugin_v1'", "found no such symbol"));
 
   /* Plugins with a bad descriptor. */
-  expect_load_fails(rt, FIXTURE("libbad_magic.so"), NULL, HOTMOD_STATUS_NOT_A_PLUGIN,
+  expect_load_fails(rt, PLUGIN("libbad_magic.so"), NULL, HOTMOD_STATUS_NOT_A_PLUGIN,
                     NEEDLES("expected magic 0x484D4F44", "found 0xDEADBEEF"));
-  expect_load_fails(rt, FIXTURE("libabi_v2.so"), NULL, HOTMOD_STATUS_ABI_UNSUPPORTED, NEEDLES("ABI 2.0", "ABI 1.0"));
-  expect_load_fails(rt, FIXTURE("libsmall_size.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
+  expect_load_fails(rt, PLUGIN("libabi_v2.so"), NULL, HOTMOD_STATUS_ABI_UNSUPPORTED, NEEDLES("ABI 2.0", "ABI 1.0"));
+  expect_load_fails(rt, PLUGIN("libsmall_size.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
                     NEEDLES("descriptor_size", "found 8"));
-  expect_load_fails(rt, FIXTURE("libnull_desc.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
+  expect_load_fails(rt, PLUGIN("libnull_desc.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
                     NEEDLES("expected a descriptor pointer", "found NULL"));
-  expect_load_fails(rt, FIXTURE("libdup_methods.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
+  expect_load_fails(rt, PLUGIN("libempty_name.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
+                    NEEDLES("expected a non-empty", "module name", "found an empty string"));
+  expect_load_fails(rt, PLUGIN("libdup_methods.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
                     NEEDLES("expected unique method names", "'crc' declared twice"));
-  expect_load_fails(rt, FIXTURE("libnull_fn.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
+  expect_load_fails(rt, PLUGIN("libnull_fn.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
                     NEEDLES("expected a function pointer for method 'broken'", "found NULL"));
-  expect_load_fails(rt, FIXTURE("libbad_semver.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
+  expect_load_fails(rt, PLUGIN("libbad_semver.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
                     NEEDLES("expected a semver version", "\"one.two\""));
-  expect_load_fails(rt, FIXTURE("libbad_dep_range.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
+  expect_load_fails(rt, PLUGIN("libbad_dep_range.so"), NULL, HOTMOD_STATUS_INVALID_DESCRIPTOR,
                     NEEDLES("expected a semver range", "\">>1\""));
-  expect_load_fails(rt, FIXTURE("libself_dep.so"), NULL, HOTMOD_STATUS_DEPENDENCY_CYCLE,
+  expect_load_fails(rt, PLUGIN("libself_dep.so"), NULL, HOTMOD_STATUS_DEPENDENCY_CYCLE,
                     NEEDLES("self_dep -> self_dep"));
 
   /* Dependencies. */
-  expect_load_fails(rt, FIXTURE("libmissing_dep.so"), NULL, HOTMOD_STATUS_DEPENDENCY_UNSATISFIED,
+  expect_load_fails(rt, PLUGIN("liborphan.so"), NULL, HOTMOD_STATUS_DEPENDENCY_UNSATISFIED,
                     NEEDLES("'nowhere' ^1", "found no such module"));
   const char *checksum = PLUGIN("libchecksum.so");
   REQUIRE(CHECK_OK(hotmod_runtime_load(rt, checksum, NULL, NULL)));
-  expect_load_fails(rt, FIXTURE("libnewer_dep.so"), NULL, HOTMOD_STATUS_DEPENDENCY_UNSATISFIED,
+  expect_load_fails(rt, PLUGIN("libnewer_dep.so"), NULL, HOTMOD_STATUS_DEPENDENCY_UNSATISFIED,
                     NEEDLES("'checksum' ^3", "found version 1.0.0", checksum));
 
   /* The same module name twice, from the same file or another. */
@@ -160,7 +164,7 @@ int main(void) {
 
   /* Init and activate failures; a half-started instance is destroyed once. */
   CHECK_OK(hotmod_runtime_register_host_function(rt, "initfail_destroyed", on_initfail_destroyed, NULL, NULL));
-  const char *initfail = FIXTURE("libinitfail.so");
+  const char *initfail = PLUGIN("libinitfail.so");
   expect_load_fails(rt, initfail, NULL, HOTMOD_STATUS_INIT_FAILED,
                     NEEDLES("initfail: expected config \"ok\", found something else"));
   CHECK(initfail_destroyed == 0);
@@ -183,7 +187,7 @@ int main(void) {
   hotmod_load_options_free(o);
 
   /* An expected SHA-256 is checked before any code of the file runs. */
-  const char *ctor = FIXTURE("libctor.so");
+  const char *ctor = PLUGIN("libctor.so");
   char sum[65] = "";
   REQUIRE(sha256sum(ctor, sum));
   CHECK_OK(hotmod_load_options_new(&o));

@@ -76,7 +76,7 @@ int main(void) {
   REQUIRE(hotmod_runtime_new(&rt) == HOTMOD_STATUS_OK && rt);
   hotmod_module *m = NULL, *dm = NULL;
   REQUIRE(CHECK_OK(hotmod_runtime_load(rt, PLUGIN("libchecksum.so"), NULL, &m)));
-  REQUIRE(CHECK_OK(hotmod_runtime_load(rt, FIXTURE("libneeds_checksum.so"), NULL, &dm)));
+  REQUIRE(CHECK_OK(hotmod_runtime_load(rt, PLUGIN("libdependent.so"), NULL, &dm)));
   hotmod_method *h = NULL;
   REQUIRE(CHECK_OK(hotmod_runtime_resolve(rt, "checksum", "crc32", &h)));
   hotmod_buffer *b = NULL;

@@ -1,9 +1,11 @@
 /*
  * util.h — helpers for the C tests that link libhotmod: where the plugins
- * and fixtures are, and small readers for call results.
+ * (and the files that are not plugins) are, and small readers for call results.
  *
- * HOTMOD_PLUGIN_DIR (the project's plugins) and HOTMOD_FIXTURE_DIR (the
- * fixtures c-tests/Makefile builds) must be set; the Makefile sets both.
+ * HOTMOD_PLUGIN_DIR (the project's plugins and fault-fixture plugins, built
+ * by make plugins at the root) and HOTMOD_NOT_PLUGIN_DIR (the files that are
+ * not plugins at all, made by c-tests/Makefile) must be set; the Makefile
+ * sets both.
  */
 #ifndef HOTMOD_C_TESTS_UTIL_H
 #define HOTMOD_C_TESTS_UTIL_H
@@ -74,7 +76,7 @@ static inline const char *util_path(const char *var, const char *file) {
 }
 
 #define PLUGIN(file) util_path("HOTMOD_PLUGIN_DIR", (file))
-#define FIXTURE(file) util_path("HOTMOD_FIXTURE_DIR", (file))
+#define NOT_PLUGIN(file) util_path("HOTMOD_NOT_PLUGIN_DIR", (file))
 
 static inline uint32_t get_u32le(const uint8_t *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;

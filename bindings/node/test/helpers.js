@@ -1,4 +1,4 @@
-// Shared test helpers: where the example plugins are, status checks, GC.
+// Shared test helpers: where the built plugins are, status checks, GC.
 'use strict'
 
 const assert = require('node:assert/strict')
@@ -9,10 +9,10 @@ const vm = require('node:vm')
 
 const hotmod = require('..')
 
-/** Folder of the example plugins (`make plugins` at the repository root). */
+/** Folder of the example and fixture plugins (`make plugins` at the repository root). */
 const pluginDir = process.env.HOTMOD_PLUGIN_DIR || path.resolve(__dirname, '../../../build/plugins')
 
-/** Absolute path of an example plugin; fails clearly if it was not built. */
+/** Absolute path of a built plugin; fails clearly if it was not built. */
 function plugin(file) {
   const p = path.join(pluginDir, file)
   if (!fs.existsSync(p)) {

@@ -87,7 +87,7 @@ def test_host_function_called_from_plugin_destroy(rt: hotmod.Runtime) -> None:
     assert len(destroyed) == 1
 
 
-def test_events(rt: hotmod.Runtime, fixture_plugin) -> None:
+def test_events(rt: hotmod.Runtime) -> None:
     events: list[hotmod.Event] = []
     rt.set_event_handler(events.append)
     path = plugin("checksum")
@@ -114,14 +114,14 @@ def test_events(rt: hotmod.Runtime, fixture_plugin) -> None:
     events.clear()
     rt.unload("checksum")
     rt.load(plugin("checksum"))
-    rt.load(fixture_plugin("DEPENDENT"))  # logs from init
+    rt.load(plugin("dependent"))  # logs from init
     logs = [e for e in events if e.kind == hotmod.EventKind.LOG]
-    assert [(e.module, e.message) for e in logs] == [("pydep", "pydep: init says hello")]
+    assert [(e.module, e.message) for e in logs] == [("dependent", "dependent: init says hello")]
     assert logs[0].code == 3  # HOTMOD_LOG_INFO
 
     rt.set_event_handler(None)
     events.clear()
-    rt.unload("pydep")
+    rt.unload("dependent")
     assert events == []
     with pytest.raises(TypeError, match="callable"):
         rt.set_event_handler(42)  # type: ignore[arg-type]

@@ -41,43 +41,43 @@ def test_load_accepts_pathlike_and_str(rt: hotmod.Runtime) -> None:
     assert rt.load(plugin("text")).name == "text"
 
 
-def test_dependencies_introspected_and_unload_cascade(rt: hotmod.Runtime, fixture_plugin) -> None:
+def test_dependencies_introspected_and_unload_cascade(rt: hotmod.Runtime) -> None:
     with pytest.raises(hotmod.DependencyUnsatisfiedError) as e:
-        rt.load(fixture_plugin("DEPENDENT"))
+        rt.load(plugin("dependent"))
     assert e.value.code == 1002 and "checksum" in e.value.message
     rt.load(plugin("checksum"))
-    dep = rt.load(fixture_plugin("DEPENDENT"))
+    dep = rt.load(plugin("dependent"))
     assert [(d.name, d.requirement, d.optional) for d in dep.dependencies] == [("checksum", "^1", False)]
-    assert dep.call("ping", b"") == b"pong"
+    assert dep.call("checksum_version", b"") == b"1.0.0"  # through the host, to checksum
 
     with pytest.raises(hotmod.ModuleInUseError) as e:
         rt.unload("checksum")
-    assert e.value.code == 3004 and "pydep" in e.value.message
+    assert e.value.code == 3004 and "dependent" in e.value.message
     assert isinstance(e.value, hotmod.UsageError)
 
     rt.unload("checksum", cascade=True)
     assert rt.modules() == [] and not dep.is_loaded
 
 
-def test_version_conflict_on_upgrade(rt: hotmod.Runtime, fixture_plugin) -> None:
+def test_version_conflict_on_upgrade(rt: hotmod.Runtime) -> None:
     rt.load(plugin("checksum"))
-    rt.load(fixture_plugin("DEPENDENT"))
+    rt.load(plugin("dependent"))
     with pytest.raises(hotmod.VersionConflictError) as e:
         rt.upgrade("checksum", plugin("checksum-v2"))
     assert e.value.code == 1015
     assert rt.module("checksum").version == "1.0.0"
 
 
-def test_cycle_refused(rt: hotmod.Runtime, fixture_plugin) -> None:
+def test_cycle_refused(rt: hotmod.Runtime) -> None:
     with pytest.raises(hotmod.DependencyCycleError) as e:
-        rt.load_all([fixture_plugin("CYCLE_A"), fixture_plugin("CYCLE_B")])
-    assert e.value.code == 1012 and "pycycle_a" in e.value.message
+        rt.load_all([plugin("cycle-a"), plugin("cycle-b")])
+    assert e.value.code == 1012 and "cycle_a" in e.value.message
     assert rt.modules() == []
 
 
-def test_load_all_orders_dependencies(rt: hotmod.Runtime, fixture_plugin) -> None:
-    mods = rt.load_all([fixture_plugin("DEPENDENT"), plugin("checksum")])
-    assert [m.name for m in mods] == ["checksum", "pydep"]
+def test_load_all_orders_dependencies(rt: hotmod.Runtime) -> None:
+    mods = rt.load_all([plugin("dependent"), plugin("checksum")])
+    assert [m.name for m in mods] == ["checksum", "dependent"]
 
 
 @pytest.mark.parametrize(
@@ -119,16 +119,16 @@ def test_world_writable_allowed_when_asked(rt: hotmod.Runtime, tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    ("variant", "cls", "code"),
+    ("name", "cls", "code"),
     [
-        ("NO_ENTRY", hotmod.EntrySymbolMissingError, 1004),
-        ("BAD_MAGIC", hotmod.NotAPluginError, 1006),
-        ("BAD_ABI", hotmod.AbiUnsupportedError, 1007),
-        ("BAD_NAME", hotmod.InvalidDescriptorError, 1008),
+        ("noentry", hotmod.EntrySymbolMissingError, 1004),
+        ("bad_magic", hotmod.NotAPluginError, 1006),
+        ("abi_v2", hotmod.AbiUnsupportedError, 1007),
+        ("empty_name", hotmod.InvalidDescriptorError, 1008),
     ],
 )
-def test_bad_plugins(rt: hotmod.Runtime, fixture_plugin, variant: str, cls: type, code: int) -> None:
-    path = fixture_plugin(variant)
+def test_bad_plugins(rt: hotmod.Runtime, name: str, cls: type, code: int) -> None:
+    path = plugin(name)
     with pytest.raises(cls) as e:
         rt.load(path)
     assert e.value.code == code
@@ -176,11 +176,11 @@ def test_upgrade_and_state_carried(rt: hotmod.Runtime) -> None:
     assert u64(rt.call("checksum", "calls", b"")) >= 4  # counter carried across
 
 
-def test_upgrade_refused_then_forced(rt: hotmod.Runtime, fixture_plugin) -> None:
+def test_upgrade_refused_then_forced(rt: hotmod.Runtime) -> None:
     rt.load(plugin("checksum"))
     crc = rt.method("checksum", "crc32")
     adler = rt.method("checksum", "adler32")
-    breaking = fixture_plugin("BREAKING")
+    breaking = plugin("checksum-breaking")
     with pytest.raises(hotmod.SignatureMismatchError) as e:
         rt.upgrade("checksum", breaking)
     assert e.value.code == 1010
