@@ -16,6 +16,23 @@ thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
 }
 
+/// Records a failed call's error as this thread's last error; returns its
+/// status. Out of line, so that the exported functions' success path stays
+/// small.
+#[cold]
+#[inline(never)]
+pub(crate) fn failed(e: Error) -> Status {
+    set_last_error(&e);
+    e.status()
+}
+
+/// Records a panic caught at the boundary; returns `HOTMOD_STATUS_INTERNAL`.
+#[cold]
+#[inline(never)]
+pub(crate) fn panicked(p: Box<dyn std::any::Any + Send>) -> Status {
+    failed(Error::new(Status::Internal, format!("internal error: hotmod panicked: {}", panic_message(&*p))))
+}
+
 /// Records the last error of this thread.
 pub(crate) fn set_last_error(e: &Error) {
     let msg = CString::new(e.message().replace('\0', "\\0")).unwrap_or_default();
@@ -43,18 +60,8 @@ macro_rules! ffi_status {
             ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body));
         match r {
             Ok(Ok(())) => ::hotmod_core::Status::Ok,
-            Ok(Err(e)) => {
-                $crate::ffi::set_last_error(&e);
-                e.status()
-            }
-            Err(p) => {
-                let e = ::hotmod_core::Error::new(
-                    ::hotmod_core::Status::Internal,
-                    format!("internal error: hotmod panicked: {}", $crate::ffi::panic_message(&*p)),
-                );
-                $crate::ffi::set_last_error(&e);
-                e.status()
-            }
+            Ok(Err(e)) => $crate::ffi::failed(e),
+            Err(p) => $crate::ffi::panicked(p),
         }
     }};
 }
