@@ -39,28 +39,54 @@ lib:
 # directory all suites (Rust, c-tests, Python, Node) load them from
 # (HOTMOD_PLUGIN_DIR). Fixture sources are in tests/fixtures: each file's
 # header says what it is for, the file it becomes and its -D variants.
+# Each C plugin is a file target (rebuilt only when its source or the plugin
+# header changes) and is written through a temporary name and a rename, so a
+# test or a watched directory reading it never sees a half-written file.
+PLUGIN_HDR := include/hotmod_plugin.h
+CC_PLUGIN = $(CC) $(PLUGIN_CFLAGS) $(1) $< -o $@.tmp && mv -f $@.tmp $@
+
+# tests/fixtures/<name>.c -> lib<name>.so, no -D variants.
+SIMPLE_FIXTURES := probe badout ctor initfail noentry
 # bad.c: one file per descriptor defect, -D<VARIANT> -> lib<variant>.so.
 BAD_FIXTURES := BAD_MAGIC ABI_V2 SMALL_SIZE NULL_DESC EMPTY_NAME DUP_METHODS NULL_FN BAD_SEMVER BAD_DEP_RANGE \
                 NEWER_DEP SELF_DEP
+BAD_NAMES := $(shell echo $(BAD_FIXTURES) | tr A-Z a-z)
+# Rust plugins: <file name in $(PLUGINS)>:<cargo library name>.
+RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:hotmod_fixture_tls
 
-plugins: lib
-	@mkdir -p $(PLUGINS)
-	$(CC) $(PLUGIN_CFLAGS) examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum.so
-	$(CC) $(PLUGIN_CFLAGS) -DCHECKSUM_V2 examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum-v2.so
-	$(CC) $(PLUGIN_CFLAGS) -DCHECKSUM_VERSION='"1.1.0"' examples/c-checksum/checksum.c -o $(PLUGINS)/libchecksum-v1.1.so
-	$(CC) $(PLUGIN_CFLAGS) tests/fixtures/checksum_breaking.c -o $(PLUGINS)/libchecksum-breaking.so
-	$(CC) $(PLUGIN_CFLAGS) -DDEP_DEPENDENT tests/fixtures/deps.c -o $(PLUGINS)/libdependent.so
-	$(CC) $(PLUGIN_CFLAGS) -DDEP_CYCLE_A tests/fixtures/deps.c -o $(PLUGINS)/libcycle-a.so
-	$(CC) $(PLUGIN_CFLAGS) -DDEP_CYCLE_B tests/fixtures/deps.c -o $(PLUGINS)/libcycle-b.so
-	$(CC) $(PLUGIN_CFLAGS) -DDEP_MISSING tests/fixtures/deps.c -o $(PLUGINS)/liborphan.so
-	for f in probe badout ctor initfail noentry; do \
-	  $(CC) $(PLUGIN_CFLAGS) tests/fixtures/$$f.c -o $(PLUGINS)/lib$$f.so || exit 1; done
-	for v in $(BAD_FIXTURES); do \
-	  $(CC) $(PLUGIN_CFLAGS) -D$$v tests/fixtures/bad.c -o $(PLUGINS)/lib$$(echo $$v | tr A-Z a-z).so || exit 1; done
+C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 checksum-v1.1 checksum-breaking \
+               dependent cycle-a cycle-b orphan $(SIMPLE_FIXTURES) $(BAD_NAMES)))
+
+plugins: lib $(C_PLUGINS)
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
-	cp $(LIBDIR)/libhotmod_example_text.so $(PLUGINS)/libtext.so
-	cp $(LIBDIR)/libhotmod_fixture_lifecycle.so $(PLUGINS)/liblifecycle.so
-	cp $(LIBDIR)/libhotmod_fixture_tls.so $(PLUGINS)/libtls.so
+	@for p in $(RUST_PLUGINS); do \
+	  src=$(LIBDIR)/lib$${p#*:}.so; dst=$(PLUGINS)/lib$${p%%:*}.so; \
+	  cmp -s $$src $$dst || { cp $$src $$dst.tmp && mv -f $$dst.tmp $$dst && echo "updated $$dst"; } || exit 1; \
+	done
+
+$(PLUGINS):
+	mkdir -p $@
+
+$(PLUGINS)/libchecksum.so: examples/c-checksum/checksum.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,)
+$(PLUGINS)/libchecksum-v2.so: examples/c-checksum/checksum.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DCHECKSUM_V2)
+$(PLUGINS)/libchecksum-v1.1.so: examples/c-checksum/checksum.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DCHECKSUM_VERSION='"1.1.0"')
+$(PLUGINS)/libchecksum-breaking.so: tests/fixtures/checksum_breaking.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,)
+$(PLUGINS)/libdependent.so: tests/fixtures/deps.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DDEP_DEPENDENT)
+$(PLUGINS)/libcycle-a.so: tests/fixtures/deps.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DDEP_CYCLE_A)
+$(PLUGINS)/libcycle-b.so: tests/fixtures/deps.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DDEP_CYCLE_B)
+$(PLUGINS)/liborphan.so: tests/fixtures/deps.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DDEP_MISSING)
+$(SIMPLE_FIXTURES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/%.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,)
+$(BAD_NAMES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/bad.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-D$(shell echo $* | tr a-z A-Z))
 
 demo: deps all
 	@mkdir -p $(BUILD)
