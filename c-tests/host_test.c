@@ -15,7 +15,6 @@
 
 #include "util.h"
 
-#define CRC32_123456789 0xCBF43926u
 static const char DIGITS[] = "123456789";
 
 /* ------------------------------------------------------------------------ */
@@ -589,64 +588,11 @@ static void test_host_functions(void) {
 /* ------------------------------------------------------------------------ */
 /* events                                                                    */
 
-#define MAX_EVENTS 256
-typedef struct event_log {
-  pthread_mutex_t lock;
-  int n;
-  int kinds[MAX_EVENTS];
-  int codes[MAX_EVENTS];
-  char module[MAX_EVENTS][32];
-  char version[MAX_EVENTS][16];
-  char path[MAX_EVENTS][256];
-  char message[MAX_EVENTS][256];
-  int frees;
-} event_log;
-
-static void on_event(void *ud, const hotmod_event *e) {
-  event_log *l = ud;
-  pthread_mutex_lock(&l->lock);
-  if (l->n < MAX_EVENTS && e != NULL) {
-    int i = l->n++;
-    l->kinds[i] = e->kind;
-    l->codes[i] = e->code;
-    if (e->module && e->version && e->path && e->message) { /* never NULL, per the header */
-      snprintf(l->module[i], sizeof l->module[i], "%s", e->module);
-      snprintf(l->version[i], sizeof l->version[i], "%s", e->version);
-      snprintf(l->path[i], sizeof l->path[i], "%s", e->path);
-      snprintf(l->message[i], sizeof l->message[i], "%s", e->message);
-    } else {
-      snprintf(l->module[i], sizeof l->module[i], "<NULL string>");
-    }
-  }
-  pthread_mutex_unlock(&l->lock);
-}
-
-static void event_log_free(void *ud) { ((event_log *)ud)->frees++; }
-
-/* Index of the first event of `kind` at or after `from` (for module and
- * version, when non-NULL), or -1. */
-static int find_event(const event_log *l, int from, int kind, const char *module, const char *version) {
-  for (int i = from; i < l->n; i++) {
-    if (l->kinds[i] == kind && (!module || strcmp(l->module[i], module) == 0) &&
-        (!version || strcmp(l->version[i], version) == 0)) {
-      return i;
-    }
-  }
-  return -1;
-}
-
-static void dump_events(const event_log *l) {
-  for (int i = 0; i < l->n; i++) {
-    fprintf(stderr, "    event %d: kind %d code %d %s@%s %s: %s\n", i, l->kinds[i], l->codes[i], l->module[i],
-            l->version[i], l->path[i], l->message[i]);
-  }
-}
-
 static void test_events(void) {
   static event_log a, b, c; /* static: large */
-  pthread_mutex_init(&a.lock, NULL);
-  pthread_mutex_init(&b.lock, NULL);
-  pthread_mutex_init(&c.lock, NULL);
+  event_log_init(&a);
+  event_log_init(&b);
+  event_log_init(&c);
   hotmod_runtime *rt = NULL;
   REQUIRE(hotmod_runtime_new(&rt) == HOTMOD_STATUS_OK);
   CHECK_OK(hotmod_runtime_set_event_callback(rt, on_event, &a, event_log_free));
@@ -656,14 +602,14 @@ static void test_events(void) {
   int lo = find_event(&a, 0, HOTMOD_EVENT_KIND_LOADED, "checksum", "1.0.0");
   int va = find_event(&a, 0, HOTMOD_EVENT_KIND_VALIDATED, "checksum", "1.0.0");
   int ac = find_event(&a, 0, HOTMOD_EVENT_KIND_ACTIVATED, "checksum", "1.0.0");
-  if (!CHECK(lo >= 0 && va > lo && ac > va)) dump_events(&a);
+  if (!CHECK(lo >= 0 && va > lo && ac > va)) dump_events(&a, 0);
   if (ac >= 0) {
     CHECK_STR_EQ(a.path[ac], v1);
     CHECK(a.codes[ac] == 0);
   }
 
   /* A failed load is an event too, with its status and the file. */
-  int before = a.n;
+  int before = event_count(&a);
   const char *missing = NOT_PLUGIN("does-not-exist.so");
   CHECK_STATUS(hotmod_runtime_load(rt, missing, NULL, NULL), HOTMOD_STATUS_FILE_MISSING);
   int uf = find_event(&a, before, HOTMOD_EVENT_KIND_UPGRADE_FAILED, NULL, NULL);
@@ -673,21 +619,21 @@ static void test_events(void) {
   }
 
   /* An upgrade: the new version comes up, the old one drains and goes. */
-  before = a.n;
+  before = event_count(&a);
   CHECK_OK(hotmod_runtime_upgrade(rt, "checksum", PLUGIN("libchecksum-v2.so"), NULL, 0, NULL));
   ac = find_event(&a, before, HOTMOD_EVENT_KIND_ACTIVATED, "checksum", "2.0.0");
   int dr = find_event(&a, before, HOTMOD_EVENT_KIND_DRAINING, "checksum", "1.0.0");
   int un = find_event(&a, before, HOTMOD_EVENT_KIND_UNLOADED, "checksum", "1.0.0");
   if (!CHECK(find_event(&a, before, HOTMOD_EVENT_KIND_LOADED, "checksum", "2.0.0") >= before && ac > before &&
              dr > ac && un > dr)) {
-    dump_events(&a);
+    dump_events(&a, 0);
   }
 
   /* Plugin log lines arrive as LOG events with their level. */
   hotmod_load_options *o = NULL;
   CHECK_OK(hotmod_load_options_new(&o));
   CHECK_OK(hotmod_load_options_set_config(o, (const uint8_t *)"hi", 2));
-  before = a.n;
+  before = event_count(&a);
   CHECK_OK(hotmod_runtime_load(rt, PLUGIN("libtext.so"), o, NULL));
   hotmod_load_options_free(o);
   int lg = find_event(&a, before, HOTMOD_EVENT_KIND_LOG, "text", NULL);
@@ -701,9 +647,9 @@ static void test_events(void) {
   uint8_t dst[8];
   size_t n = 0;
   CHECK_OK(hotmod_runtime_call_into(rt, "tls", "touch", (const uint8_t *)"x", 1, dst, 8, &n));
-  before = a.n;
+  before = event_count(&a);
   CHECK_OK(hotmod_runtime_upgrade(rt, "tls", PLUGIN("libtls.so"), NULL, 0, NULL));
-  if (!CHECK(find_event(&a, before, HOTMOD_EVENT_KIND_KEPT_MAPPED, "tls", "1.0.0") >= 0)) dump_events(&a);
+  if (!CHECK(find_event(&a, before, HOTMOD_EVENT_KIND_KEPT_MAPPED, "tls", "1.0.0") >= 0)) dump_events(&a, 0);
   CHECK_OK(hotmod_runtime_call_into(rt, "tls", "touch", (const uint8_t *)"y", 1, dst, 8, &n));
   /* The new version is a separate copy of the library, with its own
    * thread-locals: a fresh 64-byte scratch plus this call's byte. */
@@ -714,20 +660,20 @@ static void test_events(void) {
   CHECK(a.frees == 0);
   CHECK_OK(hotmod_runtime_set_event_callback(rt, on_event, &b, event_log_free));
   CHECK(a.frees == 1);
-  int a_n = a.n;
+  int a_n = event_count(&a);
   CHECK_OK(hotmod_runtime_unload(rt, "text", 0));
-  CHECK(a.n == a_n);
+  CHECK(event_count(&a) == a_n);
   if (!CHECK(find_event(&b, 0, HOTMOD_EVENT_KIND_DRAINING, "text", "1.0.0") >= 0 &&
              find_event(&b, 0, HOTMOD_EVENT_KIND_UNLOADED, "text", "1.0.0") >= 0)) {
-    dump_events(&b);
+    dump_events(&b, 0);
   }
 
   /* Clearing it (NULL) frees that one too. */
   CHECK_OK(hotmod_runtime_set_event_callback(rt, NULL, NULL, NULL));
   CHECK(b.frees == 1);
-  int b_n = b.n;
+  int b_n = event_count(&b);
   CHECK_OK(hotmod_runtime_unload(rt, "tls", 0));
-  CHECK(b.n == b_n);
+  CHECK(event_count(&b) == b_n);
 
   /* The runtime frees the last one, once, after its final events. */
   CHECK_OK(hotmod_runtime_set_event_callback(rt, on_event, &c, event_log_free));
@@ -738,20 +684,6 @@ static void test_events(void) {
 
 /* ------------------------------------------------------------------------ */
 /* statistics                                                                */
-
-static int find_stats(const hotmod_stats *s, const char *module, const char *method, hotmod_method_stats *out) {
-  size_t n = 0;
-  if (hotmod_stats_count(s, &n) != HOTMOD_STATUS_OK) return 0;
-  for (size_t i = 0; i < n; i++) {
-    hotmod_method_stats m;
-    if (hotmod_stats_get(s, i, &m) == HOTMOD_STATUS_OK && strcmp(m.module, module) == 0 &&
-        strcmp(m.method, method) == 0) {
-      *out = m;
-      return 1;
-    }
-  }
-  return 0;
-}
 
 static void test_stats(void) {
   hotmod_runtime *rt = NULL;
@@ -954,23 +886,6 @@ static int32_t on_violation(void *ud, const uint8_t *in, size_t len, hotmod_outp
   return 0;
 }
 
-/* Numbers lifecycle instances uniquely across copies of the library. */
-static int32_t on_new_id(void *ud, const uint8_t *in, size_t len, hotmod_output *out) {
-  (void)in;
-  (void)len;
-  uint64_t id = ++*(uint64_t *)ud;
-  uint8_t b[8];
-  for (int i = 0; i < 8; i++) b[i] = (uint8_t)(id >> (8 * i));
-  return hotmod_output_write(out, b, 8) == HOTMOD_PLUGIN_OK ? 0 : 1;
-}
-
-static hotmod_load_options *opts_with_config(const char *config) {
-  hotmod_load_options *o = NULL;
-  CHECK_OK(hotmod_load_options_new(&o));
-  CHECK_OK(hotmod_load_options_set_config(o, (const uint8_t *)config, strlen(config)));
-  return o;
-}
-
 static void test_upgrade(void) {
   hotmod_runtime *rt = NULL;
   REQUIRE(hotmod_runtime_new(&rt) == HOTMOD_STATUS_OK);
@@ -1068,24 +983,24 @@ static void test_upgrade(void) {
   static destroy_count dc;
   CHECK_OK(hotmod_runtime_register_host_function(rt, "destroyed", on_destroyed, &dc, NULL));
   CHECK_OK(hotmod_runtime_register_host_function(rt, "violation", on_violation, &dc, NULL));
-  static uint64_t next_id;
-  CHECK_OK(hotmod_runtime_register_host_function(rt, "new_id", on_new_id, &next_id, NULL));
+  static atomic_uint_fast64_t next_id;
+  CHECK_OK(hotmod_runtime_register_host_function(rt, "new_id", lifecycle_new_id, &next_id, NULL));
   const char *lc = PLUGIN("liblifecycle.so");
   CHECK_OK(hotmod_runtime_load(rt, lc, NULL, NULL));
   CHECK_U64_EQ(call_u64(rt, "lifecycle", "generation", NULL, 0), 1);
   uint64_t id1 = call_u64(rt, "lifecycle", "work", "x", 1);
 
-  o = opts_with_config("fail-import");
+  o = util_opts_config("fail-import");
   CHECK_STATUS(hotmod_runtime_upgrade(rt, "lifecycle", lc, o, 0, NULL), HOTMOD_STATUS_INIT_FAILED);
   CHECK_CONTAINS(hotmod_last_error_message(), "state import refused by config");
   CHECK_CONTAINS(hotmod_last_error_message(), lc);
   hotmod_load_options_free(o);
   CHECK(dc.destroyed == 1); /* the half-started new instance was destroyed */
-  o = opts_with_config("fail-init");
+  o = util_opts_config("fail-init");
   CHECK_STATUS(hotmod_runtime_upgrade(rt, "lifecycle", lc, o, 0, NULL), HOTMOD_STATUS_INIT_FAILED);
   CHECK_CONTAINS(hotmod_last_error_message(), "init refused by config");
   hotmod_load_options_free(o);
-  o = opts_with_config("panic-init");
+  o = util_opts_config("panic-init");
   CHECK_STATUS(hotmod_runtime_upgrade(rt, "lifecycle", lc, o, 0, NULL), HOTMOD_STATUS_INIT_FAILED);
   CHECK_CONTAINS(hotmod_last_error_message(), "init panicked on purpose");
   hotmod_load_options_free(o);

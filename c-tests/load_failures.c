@@ -21,8 +21,15 @@
 
 #include "util.h"
 
-/* Loads `path` and checks the status and that the message contains the
- * path and every needle (a NULL-terminated list). */
+/* The error message of a failed load names the file and contains every
+ * needle (a NULL-terminated list). */
+static void check_message(const char *msg, const char *path, const char *const *needles) {
+  CHECK_CONTAINS(msg, path);
+  for (; needles && *needles; needles++) CHECK_CONTAINS(msg, *needles);
+}
+
+/* Loads `path` and checks the status, the message (check_message), that
+ * `out` is untouched and that nothing more is loaded. */
 static void expect_load_fails(const hotmod_runtime *rt, const char *path, const hotmod_load_options *opts,
                               hotmod_status want, const char *const *needles) {
   size_t before = 0, after = 0;
@@ -31,9 +38,7 @@ static void expect_load_fails(const hotmod_runtime *rt, const char *path, const 
   hotmod_status st = hotmod_runtime_load(rt, path, opts, &m);
   if (!CHECK_STATUS(st, want)) fprintf(stderr, "    (loading %s)\n", path);
   CHECK(m == sentinel);
-  const char *msg = hotmod_last_error_message();
-  CHECK_CONTAINS(msg, path);
-  for (; needles && *needles; needles++) CHECK_CONTAINS(msg, *needles);
+  check_message(hotmod_last_error_message(), path, needles);
   CHECK_OK(hotmod_runtime_module_count(rt, &after));
   CHECK_U64_EQ(after, before);
   if (st == HOTMOD_STATUS_OK) hotmod_module_free(m == sentinel ? NULL : m);
@@ -87,8 +92,7 @@ static void expect_load_fails_isolated(const char *path, hotmod_status want, con
   memcpy(&st, buf, sizeof st);
   const char *msg = buf + sizeof st;
   CHECK_STATUS(st, want);
-  CHECK_CONTAINS(msg, path);
-  for (; needles && *needles; needles++) CHECK_CONTAINS(msg, *needles);
+  check_message(msg, path, needles);
 }
 
 static int initfail_destroyed;
@@ -100,13 +104,6 @@ static int32_t on_initfail_destroyed(void *ud, const uint8_t *in, size_t len, ho
   (void)out;
   initfail_destroyed++;
   return 0;
-}
-
-static hotmod_load_options *opts_config(const char *config) {
-  hotmod_load_options *o = NULL;
-  CHECK_OK(hotmod_load_options_new(&o));
-  CHECK_OK(hotmod_load_options_set_config(o, (const uint8_t *)config, strlen(config)));
-  return o;
 }
 
 int main(void) {
@@ -168,20 +165,20 @@ int main(void) {
   expect_load_fails(rt, initfail, NULL, HOTMOD_STATUS_INIT_FAILED,
                     NEEDLES("initfail: expected config \"ok\", found something else"));
   CHECK(initfail_destroyed == 0);
-  hotmod_load_options *o = opts_config("no-activate");
+  hotmod_load_options *o = util_opts_config("no-activate");
   expect_load_fails(rt, initfail, o, HOTMOD_STATUS_INIT_FAILED, NEEDLES("initfail: activation refused by config"));
   hotmod_load_options_free(o);
   CHECK(initfail_destroyed == 1);
-  o = opts_config("ok");
+  o = util_opts_config("ok");
   CHECK_OK(hotmod_runtime_load(rt, initfail, o, NULL));
   hotmod_load_options_free(o);
   CHECK_CALL_STR(call_str(rt, "initfail", "ping", NULL, NULL), "pong");
   CHECK_OK(hotmod_runtime_unload(rt, "initfail", 0));
   CHECK(initfail_destroyed == 2);
-  o = opts_config("fail-init");
+  o = util_opts_config("fail-init");
   expect_load_fails(rt, PLUGIN("liblifecycle.so"), o, HOTMOD_STATUS_INIT_FAILED, NEEDLES("init refused by config"));
   hotmod_load_options_free(o);
-  o = opts_config("panic-init");
+  o = util_opts_config("panic-init");
   expect_load_fails(rt, PLUGIN("liblifecycle.so"), o, HOTMOD_STATUS_INIT_FAILED,
                     NEEDLES("init panicked on purpose"));
   hotmod_load_options_free(o);
@@ -247,7 +244,7 @@ int main(void) {
   CHECK_U64_EQ(n, 1);
   uint8_t dst[4];
   CHECK_OK(hotmod_runtime_call_into(rt, "checksum", "crc32", (const uint8_t *)"123456789", 9, dst, 4, &n));
-  CHECK_U64_EQ(get_u32le(dst), 0xCBF43926u);
+  CHECK_U64_EQ(get_u32le(dst), CRC32_123456789);
   hotmod_runtime_free(rt);
   return check_summary();
 }

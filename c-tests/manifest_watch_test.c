@@ -15,14 +15,12 @@
  * probe).
  */
 #include <fcntl.h>
-#include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "util.h"
 
-#define CRC32_123456789 0xCBF43926u
 static const char DIGITS[] = "123456789";
 
 /* ------------------------------------------------------------------------ */
@@ -121,93 +119,11 @@ static int wait_for(int (*cond)(const void *), const void *arg) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* events                                                                    */
-
-#define MAX_EVENTS 512
-typedef struct event_log {
-  pthread_mutex_t lock;
-  int n;
-  int kinds[MAX_EVENTS];
-  int codes[MAX_EVENTS];
-  char module[MAX_EVENTS][32];
-  char version[MAX_EVENTS][16];
-  char thread[MAX_EVENTS][16];
-  char path[MAX_EVENTS][256];
-  char message[MAX_EVENTS][512];
-  int frees;
-  int after_free; /* events delivered after the user_data was freed */
-} event_log;
-
-static void on_event(void *ud, const hotmod_event *e) {
-  event_log *l = ud;
-  pthread_mutex_lock(&l->lock);
-  if (l->frees) l->after_free++;
-  if (l->n < MAX_EVENTS && e != NULL) {
-    int i = l->n++;
-    l->kinds[i] = e->kind;
-    l->codes[i] = e->code;
-    snprintf(l->module[i], sizeof l->module[i], "%s", e->module ? e->module : "<NULL>");
-    snprintf(l->version[i], sizeof l->version[i], "%s", e->version ? e->version : "<NULL>");
-    snprintf(l->path[i], sizeof l->path[i], "%s", e->path ? e->path : "<NULL>");
-    snprintf(l->message[i], sizeof l->message[i], "%s", e->message ? e->message : "<NULL>");
-    if (pthread_getname_np(pthread_self(), l->thread[i], sizeof l->thread[i]) != 0) l->thread[i][0] = '\0';
-  }
-  pthread_mutex_unlock(&l->lock);
-}
-
-static void event_log_free(void *ud) {
-  event_log *l = ud;
-  pthread_mutex_lock(&l->lock);
-  l->frees++;
-  pthread_mutex_unlock(&l->lock);
-}
-
-static int event_count(event_log *l) {
-  pthread_mutex_lock(&l->lock);
-  int n = l->n;
-  pthread_mutex_unlock(&l->lock);
-  return n;
-}
-
-/* Index of the first event of `kind` at or after `from` whose path
- * contains `path_part` (when non-NULL), or -1. */
-static int find_event(event_log *l, int from, int kind, const char *path_part) {
-  int found = -1;
-  pthread_mutex_lock(&l->lock);
-  for (int i = from; i < l->n && found < 0; i++) {
-    if (l->kinds[i] == kind && (!path_part || strstr(l->path[i], path_part))) found = i;
-  }
-  pthread_mutex_unlock(&l->lock);
-  return found;
-}
-
-/* Index of the first LOG event at or after `from` whose message contains
- * `text`, or -1. */
-static int find_log(event_log *l, int from, const char *text) {
-  int found = -1;
-  pthread_mutex_lock(&l->lock);
-  for (int i = from; i < l->n && found < 0; i++) {
-    if (l->kinds[i] == HOTMOD_EVENT_KIND_LOG && strstr(l->message[i], text)) found = i;
-  }
-  pthread_mutex_unlock(&l->lock);
-  return found;
-}
-
-static void dump_events(event_log *l, int from) {
-  pthread_mutex_lock(&l->lock);
-  for (int i = from; i < l->n; i++) {
-    fprintf(stderr, "    event %d [%s]: kind %d code %d %s@%s %s: %s\n", i, l->thread[i], l->kinds[i], l->codes[i],
-            l->module[i], l->version[i], l->path[i], l->message[i]);
-  }
-  pthread_mutex_unlock(&l->lock);
-}
-
-/* ------------------------------------------------------------------------ */
 /* manifests                                                                 */
 
 static void test_manifest(void) {
   static event_log ev; /* static: large */
-  pthread_mutex_init(&ev.lock, NULL);
+  event_log_init(&ev);
   hotmod_runtime *rt = NULL;
   REQUIRE(hotmod_runtime_new(&rt) == HOTMOD_STATUS_OK);
   CHECK_OK(hotmod_runtime_set_event_callback(rt, on_event, &ev, event_log_free));
@@ -264,7 +180,7 @@ static void test_manifest(void) {
   /* Applying the same file again changes nothing. */
   before = event_count(&ev);
   CHECK_OK(hotmod_runtime_apply_manifest(rt, manifest));
-  if (!CHECK(find_event(&ev, before, HOTMOD_EVENT_KIND_ACTIVATED, NULL) < 0)) dump_events(&ev, before);
+  if (!CHECK(find_event_path(&ev, before, HOTMOD_EVENT_KIND_ACTIVATED, NULL) < 0)) dump_events(&ev, before);
   CHECK_CALL_STR(method_str(ver, NULL, NULL), "1.0.0");
 
   /* ---- checksum now from the v2 copy: upgraded in place --------------- */
@@ -427,7 +343,7 @@ typedef struct {
 
 static int event_arrived(const void *arg) {
   const event_wait *w = arg;
-  return find_event(w->log, w->from, w->kind, w->path_part) >= 0;
+  return find_event_path(w->log, w->from, w->kind, w->path_part) >= 0;
 }
 
 typedef struct {
@@ -443,7 +359,7 @@ static int module_state(const void *arg) {
 
 static void test_watch(void) {
   static event_log ev;
-  pthread_mutex_init(&ev.lock, NULL);
+  event_log_init(&ev);
   hotmod_runtime *rt = NULL;
   REQUIRE(hotmod_runtime_new(&rt) == HOTMOD_STATUS_OK);
   CHECK_OK(hotmod_runtime_set_event_callback(rt, on_event, &ev, event_log_free));
@@ -484,7 +400,7 @@ static void test_watch(void) {
   version_wait vw = {rt, "2.0.0"};
   if (!CHECK(wait_for(version_reached, &vw))) dump_events(&ev, before);
   CHECK_CALL_STR(method_str(ver, NULL, NULL), "2.0.0"); /* the earlier handle follows */
-  int ac = find_event(&ev, before, HOTMOD_EVENT_KIND_ACTIVATED, "libchecksum.so");
+  int ac = find_event_path(&ev, before, HOTMOD_EVENT_KIND_ACTIVATED, "libchecksum.so");
   if (CHECK(ac >= 0)) CHECK_STR_EQ(ev.thread[ac], "hotmod-watch");
 
   /* ---- a corrupt file: UPGRADE_FAILED, the rest keeps serving ----------- */
@@ -493,7 +409,7 @@ static void test_watch(void) {
   REQUIRE(write_bytes(in_dir(dir, "libbad.so"), junk, sizeof junk - 1));
   event_wait fw = {&ev, before, HOTMOD_EVENT_KIND_UPGRADE_FAILED, "libbad.so"};
   if (CHECK(wait_for(event_arrived, &fw))) {
-    int i = find_event(&ev, before, HOTMOD_EVENT_KIND_UPGRADE_FAILED, "libbad.so");
+    int i = find_event_path(&ev, before, HOTMOD_EVENT_KIND_UPGRADE_FAILED, "libbad.so");
     CHECK(ev.codes[i] != HOTMOD_STATUS_OK);
     CHECK_CONTAINS(ev.message[i], "libbad.so");
     CHECK_STR_EQ(ev.thread[i], "hotmod-watch");

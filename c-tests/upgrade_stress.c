@@ -22,7 +22,6 @@
 #include "util.h"
 
 #define THREADS 4
-#define CRC32_123456789 0xCBF43926u
 
 static unsigned env_count(const char *var, unsigned dflt) {
   const char *s = getenv(var);
@@ -89,18 +88,30 @@ static uint64_t stat_calls(const hotmod_runtime *rt, const char *module, const c
   hotmod_stats *s = NULL;
   uint64_t calls = UINT64_MAX;
   if (hotmod_runtime_stats(rt, &s) != HOTMOD_STATUS_OK) return calls;
-  size_t n = 0;
-  hotmod_stats_count(s, &n);
-  for (size_t i = 0; i < n; i++) {
-    hotmod_method_stats m;
-    if (hotmod_stats_get(s, i, &m) == HOTMOD_STATUS_OK && strcmp(m.module, module) == 0 &&
-        strcmp(m.method, method) == 0) {
-      calls = m.calls;
-      *errors = m.errors;
-    }
+  hotmod_method_stats m;
+  if (find_stats(s, module, method, &m)) {
+    calls = m.calls;
+    *errors = m.errors;
   }
   hotmod_stats_free(s);
   return calls;
+}
+
+/* Upgrades `module` `upgrades` times, to paths[i % 2] for upgrade i,
+ * yielding every `yield_every` upgrades (0: never); CHECKs that every one
+ * succeeded and reports the first that did not. */
+static void upgrade_repeatedly(hotmod_runtime *rt, const char *module, const char *const paths[2], unsigned upgrades,
+                               unsigned yield_every) {
+  unsigned failed = 0;
+  char first[512] = "";
+  for (unsigned i = 0; i < upgrades; i++) {
+    hotmod_status st = hotmod_runtime_upgrade(rt, module, paths[i % 2], NULL, 0, NULL);
+    if (st != HOTMOD_STATUS_OK && failed++ == 0) {
+      snprintf(first, sizeof first, "upgrade %u: status %d: %s", i, (int)st, hotmod_last_error_message());
+    }
+    if (yield_every && i % yield_every == 0) sched_yield();
+  }
+  if (!CHECK(failed == 0)) fprintf(stderr, "    %u upgrades failed; first: %s\n", failed, first);
 }
 
 static void checksum_stress(unsigned upgrades) {
@@ -123,15 +134,8 @@ static void checksum_stress(unsigned upgrades) {
     REQUIRE(pthread_create(&ws[i].thread, NULL, checksum_worker, &ws[i]) == 0);
   }
 
-  unsigned failed = 0;
-  char first[512] = "";
-  for (unsigned i = 0; i < upgrades; i++) {
-    hotmod_status st = hotmod_runtime_upgrade(rt, "checksum", i % 2 == 0 ? v2 : v1, NULL, 0, NULL);
-    if (st != HOTMOD_STATUS_OK && failed++ == 0) {
-      snprintf(first, sizeof first, "upgrade %u: status %d: %s", i, (int)st, hotmod_last_error_message());
-    }
-    if (i % 16 == 0) sched_yield(); /* let the callers see every version */
-  }
+  /* Yielding now and then lets the callers see every version. */
+  upgrade_repeatedly(rt, "checksum", (const char *const[]){v2, v1}, upgrades, 16);
   atomic_store(&stop, 1);
 
   uint64_t crc_calls = 0, v1_calls = 0, v2_calls = 0, failures = 0;
@@ -150,7 +154,6 @@ static void checksum_stress(unsigned upgrades) {
          upgrades, (unsigned long long)(crc_calls + v1_calls + v2_calls), (unsigned long long)crc_calls,
          (unsigned long long)(v1_calls + v2_calls), (unsigned long long)v1_calls, (unsigned long long)v2_calls,
          (unsigned long long)failures);
-  if (!CHECK(failed == 0)) fprintf(stderr, "    %u upgrades failed; first: %s\n", failed, first);
   CHECK_U64_EQ(failures, 0);
   CHECK(v1_calls > 0 && v2_calls > 0);
 
@@ -213,16 +216,6 @@ static int32_t on_violation(void *ud, const uint8_t *in, size_t len, hotmod_outp
   return 0;
 }
 
-/* Numbers lifecycle instances uniquely across copies of the library. */
-static int32_t on_new_id(void *ud, const uint8_t *in, size_t len, hotmod_output *out) {
-  (void)in;
-  (void)len;
-  uint64_t id = atomic_fetch_add((atomic_uint_fast64_t *)ud, 1) + 1;
-  uint8_t b[8];
-  for (int i = 0; i < 8; i++) b[i] = (uint8_t)(id >> (8 * i));
-  return hotmod_output_write(out, b, 8) == HOTMOD_PLUGIN_OK ? 0 : 1;
-}
-
 static size_t destroyed(destroy_log *d) {
   pthread_mutex_lock(&d->lock);
   size_t n = d->n;
@@ -271,7 +264,7 @@ static void lifecycle_stress(unsigned upgrades) {
   REQUIRE(CHECK_OK(hotmod_runtime_register_host_function(rt, "destroyed", on_destroyed, &d, NULL)));
   REQUIRE(CHECK_OK(hotmod_runtime_register_host_function(rt, "violation", on_violation, &d, NULL)));
   static atomic_uint_fast64_t next_id;
-  REQUIRE(CHECK_OK(hotmod_runtime_register_host_function(rt, "new_id", on_new_id, &next_id, NULL)));
+  REQUIRE(CHECK_OK(hotmod_runtime_register_host_function(rt, "new_id", lifecycle_new_id, &next_id, NULL)));
   const char *lc = PLUGIN("liblifecycle.so");
   REQUIRE(CHECK_OK(hotmod_runtime_load(rt, lc, NULL, NULL)));
   hotmod_method *work = NULL;
@@ -286,14 +279,7 @@ static void lifecycle_stress(unsigned upgrades) {
     ws[i].stop = &stop;
     REQUIRE(pthread_create(&ws[i].thread, NULL, lifecycle_worker, &ws[i]) == 0);
   }
-  unsigned failed = 0;
-  char first[512] = "";
-  for (unsigned i = 0; i < upgrades; i++) {
-    hotmod_status st = hotmod_runtime_upgrade(rt, "lifecycle", lc, NULL, 0, NULL);
-    if (st != HOTMOD_STATUS_OK && failed++ == 0) {
-      snprintf(first, sizeof first, "upgrade %u: status %d: %s", i, (int)st, hotmod_last_error_message());
-    }
-  }
+  upgrade_repeatedly(rt, "lifecycle", (const char *const[]){lc, lc}, upgrades, 0);
   atomic_store(&stop, 1);
   uint64_t calls = 0, failures = 0, switches = 0;
   for (int i = 0; i < THREADS; i++) {
@@ -308,7 +294,6 @@ static void lifecycle_stress(unsigned upgrades) {
          "violations, %llu failed calls\n",
          upgrades, (unsigned long long)calls, (unsigned long long)switches, n,
          (unsigned long long)atomic_load(&d.violations), (unsigned long long)failures);
-  if (!CHECK(failed == 0)) fprintf(stderr, "    %u upgrades failed; first: %s\n", failed, first);
   CHECK_U64_EQ(failures, 0);
   CHECK_U64_EQ(n, upgrades); /* one destroy per replaced version... */
   CHECK_U64_EQ(atomic_load(&d.violations), 0); /* ...each after its last call */

@@ -2,6 +2,9 @@
  * util.h — helpers for the C tests that link libhotmod: where the plugins
  * (and the files that are not plugins) are, and small readers for call results.
  *
+ * Also: a recorder for runtime events, statistics lookup, load options with
+ * a config, and the "new_id" host function of the lifecycle fixture.
+ *
  * HOTMOD_PLUGIN_DIR (the project's plugins and fault-fixture plugins, built
  * by make plugins at the root) and HOTMOD_NOT_PLUGIN_DIR (the files that are
  * not plugins at all, made by c-tests/Makefile) must be set; the Makefile
@@ -13,12 +16,16 @@
 #include <hotmod.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
+
+/* CRC-32 (IEEE) of "123456789", the checksum plugin's known answer. */
+#define CRC32_123456789 0xCBF43926u
 
 /* Copies `from` to `to` (created or truncated) and gives it `mode`. */
 static inline int util_copy_file(const char *from, const char *to, mode_t mode) {
@@ -131,5 +138,142 @@ static inline char *method_str(const hotmod_method *m, const char *input, hotmod
     CHECK_STR_EQ(got_, (want));                                  \
     free(got_);                                                  \
   } while (0)
+
+/* Load options carrying `config` (caller frees). */
+static inline hotmod_load_options *util_opts_config(const char *config) {
+  hotmod_load_options *o = NULL;
+  CHECK_OK(hotmod_load_options_new(&o));
+  CHECK_OK(hotmod_load_options_set_config(o, (const uint8_t *)config, strlen(config)));
+  return o;
+}
+
+/* The statistics of module.method in snapshot `s` into *out; 0 if absent. */
+static inline int find_stats(const hotmod_stats *s, const char *module, const char *method, hotmod_method_stats *out) {
+  size_t n = 0;
+  if (hotmod_stats_count(s, &n) != HOTMOD_STATUS_OK) return 0;
+  for (size_t i = 0; i < n; i++) {
+    hotmod_method_stats m;
+    if (hotmod_stats_get(s, i, &m) == HOTMOD_STATUS_OK && strcmp(m.module, module) == 0 &&
+        strcmp(m.method, method) == 0) {
+      *out = m;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* Host function "new_id" of the lifecycle fixture: numbers its instances
+ * uniquely across copies of the library. user_data: an atomic_uint_fast64_t. */
+static inline int32_t lifecycle_new_id(void *ud, const uint8_t *in, size_t len, hotmod_output *out) {
+  (void)in;
+  (void)len;
+  uint64_t id = atomic_fetch_add((atomic_uint_fast64_t *)ud, 1) + 1;
+  uint8_t b[8];
+  for (int i = 0; i < 8; i++) b[i] = (uint8_t)(id >> (8 * i));
+  return hotmod_output_write(out, b, 8) == HOTMOD_PLUGIN_OK ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* events: a recorder for hotmod_runtime_set_event_callback                  */
+
+/* Pass on_event and event_log_free with an event_log (static: it is large)
+ * set up by event_log_init. Events may arrive on any thread. An event with
+ * a NULL string (never, per the header) is a failure on the spot; it is
+ * recorded with "<NULL>" in its place. */
+#define MAX_EVENTS 512
+typedef struct event_log {
+  pthread_mutex_t lock;
+  int n;
+  int kinds[MAX_EVENTS];
+  int codes[MAX_EVENTS];
+  char module[MAX_EVENTS][32];
+  char version[MAX_EVENTS][16];
+  char thread[MAX_EVENTS][16]; /* the name of the thread it was delivered on */
+  char path[MAX_EVENTS][256];
+  char message[MAX_EVENTS][512];
+  int frees;
+  int after_free; /* events delivered after the user_data was freed */
+} event_log;
+
+static inline void event_log_init(event_log *l) { pthread_mutex_init(&l->lock, NULL); }
+
+static inline void on_event(void *ud, const hotmod_event *e) {
+  event_log *l = ud;
+  pthread_mutex_lock(&l->lock);
+  if (l->frees) l->after_free++;
+  if (l->n < MAX_EVENTS && e != NULL) {
+    int i = l->n++;
+    l->kinds[i] = e->kind;
+    l->codes[i] = e->code;
+    if (!e->module || !e->version || !e->path || !e->message) {
+      check_fail_(__FILE__, __LINE__, "event of kind %d has a NULL string", (int)e->kind);
+    }
+    snprintf(l->module[i], sizeof l->module[i], "%s", e->module ? e->module : "<NULL>");
+    snprintf(l->version[i], sizeof l->version[i], "%s", e->version ? e->version : "<NULL>");
+    snprintf(l->path[i], sizeof l->path[i], "%s", e->path ? e->path : "<NULL>");
+    snprintf(l->message[i], sizeof l->message[i], "%s", e->message ? e->message : "<NULL>");
+    if (pthread_getname_np(pthread_self(), l->thread[i], sizeof l->thread[i]) != 0) l->thread[i][0] = '\0';
+  }
+  pthread_mutex_unlock(&l->lock);
+}
+
+static inline void event_log_free(void *ud) {
+  event_log *l = ud;
+  pthread_mutex_lock(&l->lock);
+  l->frees++;
+  pthread_mutex_unlock(&l->lock);
+}
+
+static inline int event_count(event_log *l) {
+  pthread_mutex_lock(&l->lock);
+  int n = l->n;
+  pthread_mutex_unlock(&l->lock);
+  return n;
+}
+
+/* Index of the first event of `kind` at or after `from` that matches every
+ * non-NULL filter (module and version exactly, path_part and message_part
+ * as substrings), or -1. */
+static inline int event_find_(event_log *l, int from, int kind, const char *module, const char *version,
+                              const char *path_part, const char *message_part) {
+  int found = -1;
+  pthread_mutex_lock(&l->lock);
+  for (int i = from; i < l->n && found < 0; i++) {
+    if (l->kinds[i] == kind && (!module || strcmp(l->module[i], module) == 0) &&
+        (!version || strcmp(l->version[i], version) == 0) && (!path_part || strstr(l->path[i], path_part)) &&
+        (!message_part || strstr(l->message[i], message_part))) {
+      found = i;
+    }
+  }
+  pthread_mutex_unlock(&l->lock);
+  return found;
+}
+
+/* The first event of `kind` at or after `from` for module and version (each
+ * when non-NULL), or -1. */
+static inline int find_event(event_log *l, int from, int kind, const char *module, const char *version) {
+  return event_find_(l, from, kind, module, version, NULL, NULL);
+}
+
+/* The first event of `kind` at or after `from` whose path contains
+ * `path_part` (when non-NULL), or -1. */
+static inline int find_event_path(event_log *l, int from, int kind, const char *path_part) {
+  return event_find_(l, from, kind, NULL, NULL, path_part, NULL);
+}
+
+/* The first LOG event at or after `from` whose message contains `text`, or -1. */
+static inline int find_log(event_log *l, int from, const char *text) {
+  return event_find_(l, from, HOTMOD_EVENT_KIND_LOG, NULL, NULL, NULL, text);
+}
+
+/* Prints the events from index `from` on (after a failed CHECK). */
+static inline void dump_events(event_log *l, int from) {
+  pthread_mutex_lock(&l->lock);
+  for (int i = from; i < l->n; i++) {
+    fprintf(stderr, "    event %d [%s]: kind %d code %d %s@%s %s: %s\n", i, l->thread[i], l->kinds[i], l->codes[i],
+            l->module[i], l->version[i], l->path[i], l->message[i]);
+  }
+  pthread_mutex_unlock(&l->lock);
+}
 
 #endif /* HOTMOD_C_TESTS_UTIL_H */
