@@ -211,12 +211,18 @@ int main(int argc, char **argv) {
   size_t plen = 0;
   CHECK("buffer_data", hotmod_buffer_data(prom, &pdata, &plen));
   printf("  Prometheus exposition: %zu bytes, e.g.\n", plen);
-  const char *line = strstr((const char *)pdata, "hotmod_method_calls_total{module=\"checksum\"");
-  if (line != NULL) {
-    const char *end = memchr(line, '\n', plen - (size_t)(line - (const char *)pdata));
-    printf("    %.*s\n", (int)(end ? end - line : 0), line);
+  /* The buffer holds plen bytes and no terminating NUL: search a C string copy. */
+  char *exposition = malloc(plen + 1);
+  if (exposition == NULL) {
+    fprintf(stderr, "demo: out of memory\n");
+    return 1;
   }
+  memcpy(exposition, pdata, plen);
+  exposition[plen] = '\0';
   hotmod_buffer_free(prom);
+  const char *line = strstr(exposition, "hotmod_method_calls_total{module=\"checksum\"");
+  if (line != NULL) printf("    %.*s\n", (int)strcspn(line, "\n"), line);
+  free(exposition);
 
   printf("\n6. Shut down\n");
   hotmod_runtime_free(rt);
