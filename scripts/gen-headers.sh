@@ -23,7 +23,6 @@ macros="#define HOTMOD_VERSION_MAJOR $major$nl#define HOTMOD_VERSION_MINOR $mino
 out=include
 if [ "${1:-}" = "--check" ]; then
   out=$(mktemp -d)
-  trap 'rm -rf "$out"' EXIT
 fi
 
 cfg=$(mktemp)
