@@ -13,6 +13,8 @@
 //! released and inside `catch_unwind`, so other Python threads keep running
 //! and no Rust panic reaches the interpreter.
 
+use std::sync::{Mutex, MutexGuard};
+
 use pyo3::prelude::*;
 
 mod buffer;
@@ -22,6 +24,12 @@ mod module;
 mod output;
 mod runtime;
 mod watch;
+
+/// Locks `m`, ignoring poisoning: a poisoned lock only means a panic
+/// elsewhere; the data is still sound.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// `(code, name, description)` of every hotmod status, in numeric order.
 ///

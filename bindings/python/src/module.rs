@@ -12,6 +12,20 @@ use crate::errors::{self, guarded};
 use crate::info::{DependencyInfo, MethodInfo};
 use crate::output::Output;
 
+/// Runs `call` over `data` read in place, with the GIL released and a panic
+/// boundary; the output becomes an [`Output`]. The call path of
+/// `Method.__call__`/`call`, `Module.call` and `Runtime.call`.
+#[inline(always)]
+pub fn call_to_output(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    what: &str,
+    call: impl FnOnce(&[u8]) -> Result<hotmod_core::Output, hotmod_core::Error> + Send,
+) -> PyResult<Output> {
+    let r = buffer::with_bytes(data, "input", |input| py.detach(|| guarded(what, || call(input))))?;
+    r.map(Output::new).map_err(|e| errors::to_py(py, e))
+}
+
 /// Calls `handle` with `data` read in place, the GIL released.
 #[inline(always)]
 fn call_handle(
@@ -21,18 +35,10 @@ fn call_handle(
     offer: Option<usize>,
     what: &str,
 ) -> PyResult<Output> {
-    let r = buffer::with_bytes(data, "input", |input| {
-        py.detach(|| {
-            guarded(what, || match offer {
-                None => handle.call(input),
-                Some(n) => handle.call_with_offer(input, n),
-            })
-        })
-    })?;
-    match r {
-        Ok(out) => Ok(Output::new(out)),
-        Err(e) => Err(errors::to_py(py, e)),
-    }
+    call_to_output(py, data, what, |input| match offer {
+        None => handle.call(input),
+        Some(n) => handle.call_with_offer(input, n),
+    })
 }
 
 /// Calls with the output written into `out` (a writable buffer), in place.
@@ -155,10 +161,7 @@ impl Module {
     /// bytes-like object, read in place); returns its `Output`.
     fn call(&self, py: Python<'_>, name: &str, data: &Bound<'_, PyAny>) -> PyResult<Output> {
         let inner = &self.inner;
-        let r = buffer::with_bytes(data, "input", |input| {
-            py.detach(|| guarded("Module.call", || inner.call(name, input)))
-        })?;
-        r.map(Output::new).map_err(|e| errors::to_py(py, e))
+        call_to_output(py, data, "Module.call", |input| inner.call(name, input))
     }
 
     fn __repr__(&self) -> String {

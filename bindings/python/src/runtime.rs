@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -24,12 +24,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 use pyo3::PyTraverseError;
 
-use crate::buffer;
 use crate::errors::{self, guarded};
 use crate::info::{Event, MethodStats};
-use crate::module::{call_into_buffer, Method, Module};
+use crate::module::{call_into_buffer, call_to_output, Method, Module};
 use crate::output::Output;
 use crate::watch::{self, ManifestReport, WatchSlot, Watcher};
+use crate::{buffer, lock};
 
 /// The Python callables a runtime holds: its event handler and its host
 /// functions. Kept here, and not only inside the closures handed to the
@@ -39,11 +39,6 @@ use crate::watch::{self, ManifestReport, WatchSlot, Watcher};
 struct Callbacks {
     events: Mutex<Option<Py<PyAny>>>,
     host: Mutex<HashMap<String, Py<PyAny>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere; the data is still sound.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A host function backed by a Python callable.
@@ -112,6 +107,13 @@ fn load_options(
     Ok(opts)
 }
 
+/// A duration argument in seconds, or `InvalidArgumentError` naming it.
+fn seconds(py: Python<'_>, what: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        errors::invalid_argument(py, format!("{what}: expected a finite number of seconds >= 0, found {value}"))
+    })
+}
+
 /// A hotmod runtime: a set of loaded plugin modules and the services the
 /// host offers them.
 ///
@@ -143,16 +145,8 @@ impl Runtime {
         debounce: f64,
         unload_on_remove: bool,
     ) -> PyResult<Watcher> {
-        let interval = Duration::try_from_secs_f64(debounce).map_err(|_| {
-            errors::invalid_argument(
-                py,
-                format!("Runtime.watch(debounce=...): expected a finite number of seconds >= 0, found {debounce}"),
-            )
-        })?;
-        // The core resolves the directory the same way (and refuses one
-        // this runtime already watches); if it cannot, it raises the error.
-        let canonical = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-        let slot = WatchSlot::new(canonical, debounce, unload_on_remove);
+        let interval = seconds(py, "Runtime.watch(debounce=...)", debounce)?;
+        let slot = WatchSlot::new();
         {
             let mut watches = lock(&self.watches);
             if self.rt.load().is_none() {
@@ -174,6 +168,7 @@ impl Runtime {
                 return Err(e);
             }
         };
+        let resolved = w.dir().to_path_buf();
         if let Err(w) = slot.started(w) {
             // close() ran during the scan and could not stop a watch that
             // had not started yet: stop it here.
@@ -181,7 +176,7 @@ impl Runtime {
             forget();
             return Err(errors::closed(py, "watch"));
         }
-        Ok(Watcher::new(slot))
+        Ok(Watcher::new(slot, resolved, debounce, unload_on_remove))
     }
 }
 
@@ -193,12 +188,7 @@ impl Runtime {
     #[new]
     #[pyo3(signature = (*, drain_timeout = 0.2))]
     fn new(py: Python<'_>, drain_timeout: f64) -> PyResult<Self> {
-        let drain_timeout = Duration::try_from_secs_f64(drain_timeout).map_err(|_| {
-            errors::invalid_argument(
-                py,
-                format!("Runtime(drain_timeout=...): expected a finite number of seconds >= 0, found {drain_timeout}"),
-            )
-        })?;
+        let drain_timeout = seconds(py, "Runtime(drain_timeout=...)", drain_timeout)?;
         let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout });
         Ok(Runtime { rt: ArcSwapOption::from_pointee(rt), callbacks: Arc::default(), watches: Mutex::default() })
     }
@@ -337,7 +327,7 @@ impl Runtime {
         r
     }
 
-    /// The loaded module named `name` (`ModuleNotLoadedError` if none).    /// The loaded module named `name` (`ModuleNotLoadedError` if none).
+    /// The loaded module named `name` (`ModuleNotLoadedError` if none).
     fn module(&self, py: Python<'_>, name: &str) -> PyResult<Module> {
         let rt = self.open(py, "module")?;
         errors::detached(py, "Runtime.module", || rt.module(name)).map(Module::new)
@@ -384,10 +374,7 @@ impl Runtime {
         // read-modify-writes on a shared cache line.
         let guard = self.rt.load();
         let Some(rt) = guard.as_deref() else { return Err(errors::closed(py, "call")) };
-        let r = buffer::with_bytes(data, "input", |input| {
-            py.detach(|| guarded("Runtime.call", || rt.call(module, method, input)))
-        })?;
-        r.map(Output::new).map_err(|e| errors::to_py(py, e))
+        call_to_output(py, data, "Runtime.call", |input| rt.call(module, method, input))
     }
 
     /// Calls `module.method` by name with its output written into `out` (a

@@ -25,18 +25,14 @@
 
 use std::cell::Cell;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use hotmod_core as hm;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString};
 
 use crate::errors::guarded;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere; the data is still sound.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::lock;
 
 /// What an application of a manifest changed: module names, in the order
 /// the changes were made.
@@ -92,10 +88,6 @@ enum SlotState {
 /// One watch of a runtime, shared by the runtime (which stops it on close)
 /// and the `Watcher` object handed to Python.
 pub struct WatchSlot {
-    /// The watched directory (absolute, symbolic links resolved).
-    pub dir: PathBuf,
-    debounce: f64,
-    unload_on_remove: bool,
     state: Mutex<SlotState>,
 }
 
@@ -104,8 +96,8 @@ static LIVE: Mutex<Vec<Weak<WatchSlot>>> = Mutex::new(Vec::new());
 
 impl WatchSlot {
     /// A slot in the `Starting` state, registered for the `atexit` hook.
-    pub fn new(dir: PathBuf, debounce: f64, unload_on_remove: bool) -> Arc<WatchSlot> {
-        let slot = Arc::new(WatchSlot { dir, debounce, unload_on_remove, state: Mutex::new(SlotState::Starting) });
+    pub fn new() -> Arc<WatchSlot> {
+        let slot = Arc::new(WatchSlot { state: Mutex::new(SlotState::Starting) });
         let mut live = lock(&LIVE);
         live.retain(|w| w.strong_count() > 0);
         live.push(Arc::downgrade(&slot));
@@ -208,11 +200,15 @@ pub fn _stop_watchers(py: Python<'_>) {
 #[pyclass(module = "hotmod", name = "Watcher", frozen)]
 pub struct Watcher {
     slot: Arc<WatchSlot>,
+    /// The watched directory, as the core resolved it.
+    dir: PathBuf,
+    debounce: f64,
+    unload_on_remove: bool,
 }
 
 impl Watcher {
-    pub fn new(slot: Arc<WatchSlot>) -> Watcher {
-        Watcher { slot }
+    pub fn new(slot: Arc<WatchSlot>, dir: PathBuf, debounce: f64, unload_on_remove: bool) -> Watcher {
+        Watcher { slot, dir, debounce, unload_on_remove }
     }
 }
 
@@ -221,19 +217,19 @@ impl Watcher {
     /// The watched directory (absolute, symbolic links resolved).
     #[getter]
     fn dir(&self) -> String {
-        self.slot.dir.display().to_string()
+        self.dir.display().to_string()
     }
 
     /// Seconds a file must stay unchanged before it is acted on.
     #[getter]
     fn debounce(&self) -> f64 {
-        self.slot.debounce
+        self.debounce
     }
 
     /// Whether removing a plugin file unloads its module.
     #[getter]
     fn unload_on_remove(&self) -> bool {
-        self.slot.unload_on_remove
+        self.unload_on_remove
     }
 
     /// Whether the watch still runs (False after `stop()` or the runtime's

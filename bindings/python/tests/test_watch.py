@@ -257,7 +257,9 @@ def run_script(body: str, *, setup: bool = False, timeout: float = 60) -> str:
 # handler that signals the first event of an upgrade, then holds the
 # watcher's thread in Python for a while (sleeping: the GIL is free, and the
 # thread needs it back to return and to deliver the upgrade's other events),
-# then says so.
+# then says so; and watch_mid_upgrade(), which starts a runtime watching it
+# and returns (runtime, watcher) once the watcher's thread, upgrading to v2,
+# is in that handler.
 SETUP = """
 d = tempfile.mkdtemp()
 shutil.copy(os.path.join(PLUGINS, "libchecksum.so"), d)
@@ -270,17 +272,20 @@ def handler(ev):
 def publish_v2():
     shutil.copy(os.path.join(PLUGINS, "libchecksum-v2.so"), os.path.join(d, "libchecksum.so.tmp"))
     os.replace(os.path.join(d, "libchecksum.so.tmp"), os.path.join(d, "libchecksum.so"))
+def watch_mid_upgrade():
+    rt = hotmod.Runtime()
+    rt.set_event_handler(handler)
+    w = rt.watch(d, debounce=0.05)
+    publish_v2()
+    assert in_handler.wait(10)
+    return rt, w
 """
 
 
 def test_stop_while_the_watcher_thread_needs_the_gil() -> None:
     out = run_script(
         """
-        rt = hotmod.Runtime()
-        rt.set_event_handler(handler)
-        w = rt.watch(d, debounce=0.05)
-        publish_v2()
-        assert in_handler.wait(10)
+        rt, w = watch_mid_upgrade()
         # The watcher's thread is mid-upgrade and will need the GIL, which
         # this thread holds: stop() must release it while it joins.
         w.stop()
@@ -298,11 +303,7 @@ def test_stop_while_the_watcher_thread_needs_the_gil() -> None:
 def test_close_while_the_watcher_thread_needs_the_gil() -> None:
     out = run_script(
         """
-        rt = hotmod.Runtime()
-        rt.set_event_handler(handler)
-        w = rt.watch(d, debounce=0.05)
-        publish_v2()
-        assert in_handler.wait(10)
+        rt, w = watch_mid_upgrade()
         rt.close()  # stops the watch (joining with the GIL released), then unloads
         assert not w.running and rt.closed
         print("ok")
@@ -369,11 +370,7 @@ def test_interpreter_exits_with_a_watch_running() -> None:
     # interpreter is whole, even with an upgrade delivering events.
     out = run_script(
         """
-        rt = hotmod.Runtime()
-        rt.set_event_handler(handler)
-        w = rt.watch(d, debounce=0.05)
-        publish_v2()
-        assert in_handler.wait(10)
+        rt, w = watch_mid_upgrade()
         print("exiting")
         """,
         setup=True,
