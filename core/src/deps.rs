@@ -52,6 +52,13 @@ pub fn topo_order(nodes: &[(String, Vec<String>)]) -> Result<Vec<usize>, Vec<Str
     Ok(order)
 }
 
+/// [`topo_order`] where a cycle is not an error: on a cycle the nodes keep
+/// their given order (each load or unload then fails, or succeeds, on its
+/// own and says why).
+pub(crate) fn order_or_as_given(nodes: &[(String, Vec<String>)]) -> Vec<usize> {
+    topo_order(nodes).unwrap_or_else(|_| (0..nodes.len()).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -450,7 +450,7 @@ fn running_order(rt: &Runtime, names: Vec<String>) -> Vec<usize> {
             (n, deps)
         })
         .collect();
-    deps::topo_order(&nodes).unwrap_or_else(|_| (0..nodes.len()).collect())
+    deps::order_or_as_given(&nodes)
 }
 
 /// What a plugin file declares, learned without starting it.

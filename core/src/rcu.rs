@@ -395,6 +395,22 @@ impl<T: Send + Sync + 'static> RcuCell<T> {
         self.load(&g).map(|p| p.to_arc())
     }
 
+    /// Copy-on-write for a cell that always holds a value: clones it,
+    /// applies `f`, publishes the copy and releases the old value (waiting
+    /// up to `timeout`, see [`Retired::release`]). Writers serialise
+    /// among themselves (the caller holds a lock).
+    pub fn update<R>(&self, timeout: Duration, f: impl FnOnce(&mut T) -> R) -> R
+    where
+        T: Clone,
+    {
+        let mut next = (*self.load_full().expect("an updated cell always holds a value")).clone();
+        let r = f(&mut next);
+        if let Some(old) = self.replace(Some(Arc::new(next))) {
+            let _ = old.release(timeout);
+        }
+        r
+    }
+
     /// Publishes `value`; the previous value (if any) is retired.
     pub fn replace(&self, value: Option<Arc<T>>) -> Option<Retired<T>> {
         let new = value.map_or(std::ptr::null_mut(), |v| Arc::into_raw(v) as *mut T);

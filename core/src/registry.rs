@@ -330,11 +330,7 @@ impl Registry {
 
     /// Inserts or removes under the caller's admin lock.
     pub fn update(&self, f: impl FnOnce(&mut SlotMap)) {
-        let mut next = (*self.map.load_full().expect("the registry always holds a map")).clone();
-        f(&mut next);
-        if let Some(old) = self.map.replace(Some(Arc::new(next))) {
-            let _ = old.release(std::time::Duration::from_millis(100));
-        }
+        self.map.update(std::time::Duration::from_millis(100), f)
     }
 
     /// The active versions of all modules, sorted by name.

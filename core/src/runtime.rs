@@ -166,7 +166,7 @@ impl Module {
 
     /// Whether the module is still loaded.
     pub fn is_loaded(&self) -> bool {
-        self.slot.active.load_full().is_some()
+        self.slot.active.load(&rcu::read()).is_some()
     }
 
     /// Resolves a method of the active version.
@@ -361,8 +361,9 @@ impl Runtime {
         }
     }
 
-    /// The shared state, for the core's own modules that emit events outside
-    /// a load, upgrade or unload (the directory watcher).
+    /// The shared state, for the core's own modules: the directory watcher
+    /// (its registration, and events outside a load, upgrade or unload) and
+    /// manifests (the state kept per manifest file).
     pub(crate) fn inner(&self) -> &Arc<RuntimeInner> {
         &self.inner
     }
@@ -379,25 +380,14 @@ impl Runtime {
             return Err(Error::new(Status::InvalidArgument, "expected a non-empty host function name, found \"\""));
         }
         let _g = self.inner.admin();
-        let mut next = (*self.inner.host_fns.load_full().unwrap_or_default()).clone();
-        next.insert(name.to_owned(), f);
-        self.replace_host_functions(next);
+        self.inner.host_fns.update(self.inner.options.drain_timeout, |m| m.insert(name.to_owned(), f));
         Ok(())
     }
 
     /// Removes a host function; returns whether it existed.
     pub fn unregister_host_function(&self, name: &str) -> bool {
         let _g = self.inner.admin();
-        let mut next = (*self.inner.host_fns.load_full().unwrap_or_default()).clone();
-        let existed = next.remove(name).is_some();
-        self.replace_host_functions(next);
-        existed
-    }
-
-    fn replace_host_functions(&self, next: FxHashMap<String, Arc<dyn HostFunction>>) {
-        if let Some(old) = self.inner.host_fns.replace(Some(Arc::new(next))) {
-            let _ = old.release(self.inner.options.drain_timeout);
-        }
+        self.inner.host_fns.update(self.inner.options.drain_timeout, |m| m.remove(name).is_some())
     }
 
     fn fail(&self, path: &Path, module: &str, e: Error) -> Error {
@@ -790,10 +780,12 @@ impl Runtime {
 
     /// Resolves `module.method` to a handle (the fast path for repeated calls).
     pub fn method(&self, module: &str, method: &str) -> Result<MethodHandle> {
-        let slot = self.inner.registry.get(module).ok_or_else(|| self.inner.module_not_found(module))?;
         let g = rcu::read();
-        let Some(v) = slot.active.load(&g) else { return Err(self.inner.module_not_found(module)) };
-        MethodHandle::resolve(&slot, &v, method)
+        let slot = self.inner.registry.load(&g).get(module);
+        let Some((slot, v)) = slot.and_then(|s| Some((s, s.active.load(&g)?))) else {
+            return Err(self.inner.module_not_found(module));
+        };
+        MethodHandle::resolve(slot, &v, method)
     }
 
     /// Calls `module.method` by name. The output is zero-copy when the plugin
@@ -893,7 +885,7 @@ impl Drop for Runtime {
             .iter()
             .map(|(s, v)| (s.name.clone(), v.info.dependencies.iter().map(|d| d.name.clone()).collect()))
             .collect();
-        let order = deps::topo_order(&nodes).unwrap_or_else(|_| (0..nodes.len()).collect());
+        let order = deps::order_or_as_given(&nodes);
         for i in order.into_iter().rev() {
             let _ = self.unload(&nodes[i].0, true);
         }

@@ -508,7 +508,7 @@ impl DirState {
         let nodes: Vec<(String, Vec<String>)> =
             fresh.iter().map(|(_, id)| (id.name.clone(), id.dependencies.clone())).collect();
         // In a cycle, each load fails on its missing dependency and says so.
-        let order = deps::topo_order(&nodes).unwrap_or_else(|_| (0..nodes.len()).collect());
+        let order = deps::order_or_as_given(&nodes);
         let mut progress = false;
         for i in order {
             progress |= self.load_one(rt, &fresh[i].0, fresh[i].1.sha256);
