@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 use hotmod_core::{MethodHandle, Output, Status};
 
-use crate::ffi::{bytes_arg, out_arg, str_arg, write_out, BoxHandle};
+use crate::ffi::{bytes_arg, bytes_mut_arg, out_arg, str_arg, write_out, BoxHandle};
 use crate::runtime::hotmod_runtime;
 
 /// A resolved method: the fast path for repeated calls. Follows upgrades of
@@ -118,26 +118,13 @@ pub unsafe extern "C" fn hotmod_method_call_into(
         // SAFETY: per the contract.
         let input = unsafe { bytes_arg(input, input_len, "input")? };
         // SAFETY: per the contract.
-        let dst = unsafe { dst_arg(dst, dst_cap)? };
+        let dst = unsafe { bytes_mut_arg(dst, dst_cap, "dst")? };
         out_arg(out_len, "out_len (size_t *)")?;
         let n = h.call_into(input, dst)?;
         // SAFETY: checked non-NULL.
         unsafe { write_out(out_len, n) };
         Ok(())
     })
-}
-
-/// # Safety
-/// `dst` valid for `cap` writable bytes, or NULL with `cap` 0.
-unsafe fn dst_arg<'a>(dst: *mut u8, cap: usize) -> hotmod_core::Result<&'a mut [u8]> {
-    if dst.is_null() {
-        if cap == 0 {
-            return Ok(&mut []);
-        }
-        return Err(crate::ffi::null("dst"));
-    }
-    // SAFETY: per the contract.
-    Ok(unsafe { std::slice::from_raw_parts_mut(dst, cap) })
 }
 
 /// Calls `module`.`method` by name; `*out` owns a buffer with the result.
@@ -195,7 +182,7 @@ pub unsafe extern "C" fn hotmod_runtime_call_into(
         // SAFETY: per the contract.
         let input = unsafe { bytes_arg(input, input_len, "input")? };
         // SAFETY: per the contract.
-        let dst = unsafe { dst_arg(dst, dst_cap)? };
+        let dst = unsafe { bytes_mut_arg(dst, dst_cap, "dst")? };
         out_arg(out_len, "out_len (size_t *)")?;
         let n = rt.call_into(module, method, input, dst)?;
         // SAFETY: checked non-NULL.

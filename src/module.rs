@@ -2,10 +2,10 @@
 
 use std::ffi::{c_char, CString};
 
-use hotmod_core::{Error, Module, Status};
+use hotmod_core::{Module, Status};
 
 use crate::call::hotmod_method;
-use crate::ffi::{cstring, out_arg, str_arg, write_out, BoxHandle};
+use crate::ffi::{cstring, nth, out_arg, str_arg, write_out, BoxHandle};
 
 /// A loaded module. Calls through it reach the module's active version;
 /// introspection describes the version that was active when the handle was
@@ -60,18 +60,29 @@ pub unsafe extern "C" fn hotmod_module_free(m: *mut hotmod_module) {
     })
 }
 
-/// Which string of a module `hotmod_module_string` returns.
+/// The body of the getters with one out-parameter: writes `pick` of the
+/// module to `*out` (`out_what` names it in the NULL error).
+fn module_value<T>(
+    m: *const hotmod_module,
+    out: *mut T,
+    out_what: &str,
+    pick: impl FnOnce(&ModuleBox) -> T,
+) -> hotmod_core::Result<()> {
+    // SAFETY: callers pass their contract on.
+    let b = unsafe { hotmod_module::get(m, "m (hotmod_module *)")? };
+    out_arg(out, out_what)?;
+    // SAFETY: checked non-NULL; strings live as long as the handle.
+    unsafe { write_out(out, pick(b)) };
+    Ok(())
+}
+
+/// [`module_value`] for one of the module's strings.
 fn module_string(
     m: *const hotmod_module,
     out: *mut *const c_char,
     pick: fn(&ModuleBox) -> &CString,
 ) -> hotmod_core::Result<()> {
-    // SAFETY: callers pass their contract on.
-    let b = unsafe { hotmod_module::get(m, "m (hotmod_module *)")? };
-    out_arg(out, "out (const char **)")?;
-    // SAFETY: checked non-NULL; the string lives as long as the handle.
-    unsafe { write_out(out, pick(b).as_ptr()) };
-    Ok(())
+    module_value(m, out, "out (const char **)", |b| pick(b).as_ptr())
 }
 
 /// The module's name (valid until the handle is freed).
@@ -125,18 +136,7 @@ pub unsafe extern "C" fn hotmod_module_sha256(m: *const hotmod_module, out: *mut
 /// `m` a module handle; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn hotmod_module_method_count(m: *const hotmod_module, out: *mut usize) -> Status {
-    ffi_status!({
-        // SAFETY: per the contract.
-        let b = unsafe { hotmod_module::get(m, "m (hotmod_module *)")? };
-        out_arg(out, "out (size_t *)")?;
-        // SAFETY: checked non-NULL.
-        unsafe { write_out(out, b.methods.len()) };
-        Ok(())
-    })
-}
-
-fn index_error(what: &str, index: usize, len: usize) -> Error {
-    Error::new(Status::InvalidArgument, format!("expected a {what} index below {len}, found {index}"))
+    ffi_status!({ module_value(m, out, "out (size_t *)", |b| b.methods.len()) })
 }
 
 /// Name and signature string of the `index`-th method, in declaration
@@ -156,7 +156,7 @@ pub unsafe extern "C" fn hotmod_module_method_info(
         let b = unsafe { hotmod_module::get(m, "m (hotmod_module *)")? };
         out_arg(name, "name (const char **)")?;
         out_arg(signature, "signature (const char **)")?;
-        let (n, s) = b.methods.get(index).ok_or_else(|| index_error("method", index, b.methods.len()))?;
+        let (n, s) = nth(&b.methods, index, "method")?;
         // SAFETY: checked non-NULL.
         unsafe {
             write_out(name, n.as_ptr());
@@ -172,14 +172,7 @@ pub unsafe extern "C" fn hotmod_module_method_info(
 /// `m` a module handle; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn hotmod_module_dependency_count(m: *const hotmod_module, out: *mut usize) -> Status {
-    ffi_status!({
-        // SAFETY: per the contract.
-        let b = unsafe { hotmod_module::get(m, "m (hotmod_module *)")? };
-        out_arg(out, "out (size_t *)")?;
-        // SAFETY: checked non-NULL.
-        unsafe { write_out(out, b.dependencies.len()) };
-        Ok(())
-    })
+    ffi_status!({ module_value(m, out, "out (size_t *)", |b| b.dependencies.len()) })
 }
 
 /// Name and semver range of the `index`-th dependency (valid until the
@@ -199,7 +192,7 @@ pub unsafe extern "C" fn hotmod_module_dependency_info(
         let b = unsafe { hotmod_module::get(m, "m (hotmod_module *)")? };
         out_arg(name, "name (const char **)")?;
         out_arg(requirement, "requirement (const char **)")?;
-        let (n, r) = b.dependencies.get(index).ok_or_else(|| index_error("dependency", index, b.dependencies.len()))?;
+        let (n, r) = nth(&b.dependencies, index, "dependency")?;
         // SAFETY: checked non-NULL.
         unsafe {
             write_out(name, n.as_ptr());

@@ -102,8 +102,8 @@ pub type hotmod_free_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 pub unsafe extern "C" fn hotmod_runtime_new(out: *mut *mut hotmod_runtime) -> Status {
     ffi_status!({
         out_arg(out, "out (hotmod_runtime **)")?;
-        // SAFETY: checked non-NULL.
         let rt = RuntimeBox { watchers: Mutex::default(), rt: Arc::new(Runtime::new()) };
+        // SAFETY: checked non-NULL.
         unsafe { write_out(out, hotmod_runtime::into_c(rt)) };
         Ok(())
     })
@@ -455,10 +455,7 @@ pub unsafe extern "C" fn hotmod_runtime_module_at(
         // SAFETY: per the contract.
         let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         out_arg(out, "out (hotmod_module **)")?;
-        let mods = rt.modules();
-        let m = mods.get(index).cloned().ok_or_else(|| {
-            Error::new(Status::InvalidArgument, format!("expected a module index below {}, found {index}", mods.len()))
-        })?;
+        let m = ffi::nth(&rt.modules(), index, "module")?.clone();
         // SAFETY: checked non-NULL.
         unsafe { write_out(out, hotmod_module::into_c(ModuleBox::new(m))) };
         Ok(())

@@ -5,7 +5,7 @@ use std::ffi::{c_char, CString};
 use hotmod_core::{MethodStats, Output, Status};
 
 use crate::call::hotmod_buffer;
-use crate::ffi::{cstring, out_arg, write_out, BoxHandle};
+use crate::ffi::{cstring, nth, out_arg, write_out, BoxHandle};
 use crate::runtime::hotmod_runtime;
 
 /// A snapshot of every method's counters, taken by `hotmod_runtime_stats`.
@@ -14,10 +14,9 @@ pub struct hotmod_stats {
     _private: [u8; 0],
 }
 
-pub(crate) struct StatsBox {
-    items: Vec<MethodStats>,
-    names: Vec<(CString, CString, CString)>,
-}
+/// Each method's statistics with its module, version and method names
+/// as C strings.
+pub(crate) struct StatsBox(Vec<(MethodStats, [CString; 3])>);
 
 impl BoxHandle for hotmod_stats {
     type Inner = StatsBox;
@@ -60,10 +59,16 @@ pub unsafe extern "C" fn hotmod_runtime_stats(rt: *const hotmod_runtime, out: *m
         // SAFETY: per the contract.
         let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         out_arg(out, "out (hotmod_stats **)")?;
-        let items = rt.stats();
-        let names = items.iter().map(|s| (cstring(&s.module), cstring(&s.version), cstring(&s.method))).collect();
+        let items = rt
+            .stats()
+            .into_iter()
+            .map(|s| {
+                let names = [cstring(&s.module), cstring(&s.version), cstring(&s.method)];
+                (s, names)
+            })
+            .collect();
         // SAFETY: checked non-NULL.
-        unsafe { write_out(out, hotmod_stats::into_c(StatsBox { items, names })) };
+        unsafe { write_out(out, hotmod_stats::into_c(StatsBox(items))) };
         Ok(())
     })
 }
@@ -79,7 +84,7 @@ pub unsafe extern "C" fn hotmod_stats_count(s: *const hotmod_stats, out: *mut us
         let s = unsafe { hotmod_stats::get(s, "s (hotmod_stats *)")? };
         out_arg(out, "out (size_t *)")?;
         // SAFETY: checked non-NULL.
-        unsafe { write_out(out, s.items.len()) };
+        unsafe { write_out(out, s.0.len()) };
         Ok(())
     })
 }
@@ -98,12 +103,7 @@ pub unsafe extern "C" fn hotmod_stats_get(
         // SAFETY: per the contract.
         let s = unsafe { hotmod_stats::get(s, "s (hotmod_stats *)")? };
         out_arg(out, "out (hotmod_method_stats *)")?;
-        let (Some(m), Some((module, version, method))) = (s.items.get(index), s.names.get(index)) else {
-            return Err(hotmod_core::Error::new(
-                Status::InvalidArgument,
-                format!("expected a stats index below {}, found {index}", s.items.len()),
-            ));
-        };
+        let (m, [module, version, method]) = nth(&s.0, index, "stats")?;
         let c = &m.counters;
         let v = hotmod_method_stats {
             module: module.as_ptr(),
