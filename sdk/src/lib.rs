@@ -287,20 +287,29 @@ pub unsafe extern "C" fn __init<P: Plugin>(
     let h = Host { api: host };
     // SAFETY: the config view is valid for the call.
     let config = unsafe { config.as_bytes() };
-    match catch_unwind(AssertUnwindSafe(|| P::init(h, config))) {
-        Ok(Ok(p)) => {
+    match run_hook(h, "init", || P::init(h, config)) {
+        Ok(p) => {
             let boxed = Box::new(Instance { host: h, plugin: p });
             // SAFETY: the runtime passes a valid out-pointer.
             unsafe { *instance = Box::into_raw(boxed) as *mut c_void };
             abi::HOTMOD_PLUGIN_OK
         }
+        Err(rc) => rc,
+    }
+}
+
+/// Runs a lifecycle hook behind the panic boundary: its value, or the
+/// status to return after its error or panic was reported to the host.
+fn run_hook<T>(host: Host, hook: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, i32> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
         Ok(Err(m)) => {
-            h.set_error(&m);
-            abi::HOTMOD_PLUGIN_ERROR
+            host.set_error(&m);
+            Err(abi::HOTMOD_PLUGIN_ERROR)
         }
         Err(p) => {
-            h.set_error(&format!("init panicked: {}", panic_message(&*p)));
-            abi::HOTMOD_PLUGIN_PANICKED
+            host.set_error(&format!("{hook} panicked: {}", panic_message(&*p)));
+            Err(abi::HOTMOD_PLUGIN_PANICKED)
         }
     }
 }
@@ -311,17 +320,7 @@ pub unsafe extern "C" fn __init<P: Plugin>(
 pub unsafe extern "C" fn __activate<P: Plugin>(instance: *mut c_void) -> i32 {
     // SAFETY: instance is the Box<Instance<P>> from __init.
     let Some(inst) = (unsafe { (instance as *const Instance<P>).as_ref() }) else { return abi::HOTMOD_PLUGIN_ERROR };
-    match catch_unwind(AssertUnwindSafe(|| inst.plugin.activate())) {
-        Ok(Ok(())) => abi::HOTMOD_PLUGIN_OK,
-        Ok(Err(m)) => {
-            inst.host.set_error(&m);
-            abi::HOTMOD_PLUGIN_ERROR
-        }
-        Err(p) => {
-            inst.host.set_error(&format!("activate panicked: {}", panic_message(&*p)));
-            abi::HOTMOD_PLUGIN_PANICKED
-        }
-    }
+    run_hook(inst.host, "activate", || inst.plugin.activate()).err().unwrap_or(abi::HOTMOD_PLUGIN_OK)
 }
 
 /// # Safety
@@ -375,18 +374,7 @@ pub unsafe extern "C" fn __import_state<P: Plugin>(instance: *mut c_void, state:
     let Some(inst) = (unsafe { (instance as *mut Instance<P>).as_mut() }) else { return abi::HOTMOD_PLUGIN_ERROR };
     // SAFETY: the state view is valid for the call.
     let state = unsafe { state.as_bytes() };
-    let host = inst.host;
-    match catch_unwind(AssertUnwindSafe(|| inst.plugin.import_state(state))) {
-        Ok(Ok(())) => abi::HOTMOD_PLUGIN_OK,
-        Ok(Err(m)) => {
-            host.set_error(&m);
-            abi::HOTMOD_PLUGIN_ERROR
-        }
-        Err(p) => {
-            host.set_error(&format!("import_state panicked: {}", panic_message(&*p)));
-            abi::HOTMOD_PLUGIN_PANICKED
-        }
-    }
+    run_hook(inst.host, "import_state", || inst.plugin.import_state(state)).err().unwrap_or(abi::HOTMOD_PLUGIN_OK)
 }
 
 /// A NUL-terminated string literal as a C pointer.
