@@ -4,6 +4,8 @@
 //! Needs the plugins built by `make plugins` (HOTMOD_PLUGIN_DIR, or
 //! build/plugins beside the workspace).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -11,27 +13,12 @@ use hotmod_core::{load_manifest, sha256_hex, Event, EventKind, LoadOptions, Mani
 use sha2::{Digest, Sha256};
 
 fn plugin_dir() -> PathBuf {
-    let dir = std::env::var_os("HOTMOD_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../build/plugins")));
-    for p in ["libchecksum.so", "libchecksum-v2.so", "libtext.so", "libdependent.so"] {
-        assert!(
-            dir.join(p).is_file(),
-            "expected the test plugin {p} in '{}', found none: run `make plugins` first (or set HOTMOD_PLUGIN_DIR)",
-            dir.display()
-        );
-    }
-    dir
+    common::plugin_dir_with(&["libchecksum.so", "libchecksum-v2.so", "libtext.so", "libdependent.so"])
 }
 
 /// A private directory (mode 0700) with copies of the named plugins.
 fn plugins_copied(names: &[&str]) -> tempfile::TempDir {
-    let src = plugin_dir();
-    let dir = tempfile::tempdir().unwrap();
-    for n in names {
-        std::fs::copy(src.join(n), dir.path().join(n)).unwrap();
-    }
-    dir
+    common::plugins_copied(&plugin_dir(), names)
 }
 
 fn write(path: &Path, text: &str) {

@@ -6,6 +6,8 @@
 //! Needs the plugins built by `make plugins` (HOTMOD_PLUGIN_DIR, or
 //! build/plugins beside the workspace).
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -16,17 +18,7 @@ use hotmod_core::{watch_dir, Event, EventKind, Runtime, Status, WatchOptions};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn plugin_dir() -> PathBuf {
-    let dir = std::env::var_os("HOTMOD_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../build/plugins")));
-    for p in ["libchecksum.so", "libchecksum-v2.so", "libtext.so", "libprobe.so", "libdependent.so"] {
-        assert!(
-            dir.join(p).is_file(),
-            "expected the test plugin {p} in '{}', found none: run `make plugins` first (or set HOTMOD_PLUGIN_DIR)",
-            dir.display()
-        );
-    }
-    dir
+    common::plugin_dir_with(&["libchecksum.so", "libchecksum-v2.so", "libtext.so", "libprobe.so", "libdependent.so"])
 }
 
 fn built(name: &str) -> Vec<u8> {
@@ -35,11 +27,7 @@ fn built(name: &str) -> Vec<u8> {
 
 /// A private directory (mode 0700) with copies of the named plugins.
 fn plugins_copied(names: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for n in names {
-        std::fs::write(dir.path().join(n), built(n)).unwrap();
-    }
-    dir
+    common::plugins_copied(&plugin_dir(), names)
 }
 
 /// Publishes `bytes` as `dir/name` the safe way: written beside it under a
@@ -64,12 +52,8 @@ fn fast() -> WatchOptions {
 }
 
 /// Polls `f` until it holds, for up to [`TIMEOUT`].
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + TIMEOUT;
-    while !f() {
-        assert!(Instant::now() < end, "timed out after {TIMEOUT:?} waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+fn wait_for(what: &str, f: impl FnMut() -> bool) {
+    assert!(common::wait_for(TIMEOUT, f), "timed out after {TIMEOUT:?} waiting for: {what}");
 }
 
 fn version(rt: &Runtime) -> Option<String> {

@@ -1,8 +1,8 @@
 //! Shared helpers of the core's integration tests: where the built plugins
-//! are, and a polling wait for asynchronous effects.
+//! are, private copies of them, and a polling wait for asynchronous effects.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Directory of the plugins built by `make plugins` (HOTMOD_PLUGIN_DIR, or
@@ -16,6 +16,30 @@ pub fn plugin_dir() -> PathBuf {
         "expected the test plugins in {}, found none: run `make plugins` first",
         dir.display()
     );
+    dir
+}
+
+/// [`plugin_dir`], after checking that each of the named plugin files was
+/// built.
+pub fn plugin_dir_with(names: &[&str]) -> PathBuf {
+    let dir = plugin_dir();
+    for p in names {
+        assert!(
+            dir.join(p).is_file(),
+            "expected the test plugin {p} in '{}', found none: run `make plugins` first (or set HOTMOD_PLUGIN_DIR)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// A private directory (mode 0700) with copies of the named plugin files
+/// of `src`.
+pub fn plugins_copied(src: &Path, names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for n in names {
+        std::fs::copy(src.join(n), dir.path().join(n)).unwrap();
+    }
     dir
 }
 
