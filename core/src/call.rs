@@ -382,6 +382,8 @@ pub struct MethodHandle {
     id: usize,
     signature_hash: u64,
     shared: Arc<SlotShared>,
+    /// The declared signature matching `signature_hash`.
+    signature: Arc<str>,
 }
 
 impl Clone for MethodHandle {
@@ -392,6 +394,7 @@ impl Clone for MethodHandle {
             id: self.id,
             signature_hash: self.signature_hash,
             shared: self.shared.clone(),
+            signature: self.signature.clone(),
         }
     }
 }
@@ -414,8 +417,15 @@ impl MethodHandle {
             return Err(method_not_found(v, method));
         };
         let e = v.entry(id).expect("by_name points at a present entry");
+        let signature = v.info.methods.iter().find(|m| m.name == method).map_or("", |m| m.signature.as_str());
         e.shared.handles.fetch_add(1, Ordering::Relaxed);
-        Ok(MethodHandle { slot: slot.clone(), id, signature_hash: e.signature_hash, shared: e.shared.clone() })
+        Ok(MethodHandle {
+            slot: slot.clone(),
+            id,
+            signature_hash: e.signature_hash,
+            shared: e.shared.clone(),
+            signature: signature.into(),
+        })
     }
 
     /// Module name.
@@ -431,6 +441,12 @@ impl MethodHandle {
     /// The signature hash this handle was resolved with.
     pub fn signature_hash(&self) -> u64 {
         self.signature_hash
+    }
+
+    /// The declared signature this handle was resolved with (for example
+    /// `"bytes -> u32le"`; empty if the plugin declared none).
+    pub fn signature(&self) -> &str {
+        &self.signature
     }
 
     /// Loads the active version and this handle's entry in it, inside a

@@ -45,6 +45,18 @@ pub enum State {
 }
 
 impl State {
+    /// The state's name in lower case ("loaded", "validated", "active",
+    /// "draining", "unloaded"), as the bindings report it.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Loaded => "loaded",
+            State::Validated => "validated",
+            State::Active => "active",
+            State::Draining => "draining",
+            State::Unloaded => "unloaded",
+        }
+    }
+
     fn from_u8(v: u8) -> State {
         match v {
             0 => State::Loaded,

@@ -179,7 +179,7 @@ impl Module {
         unsafe {
             let name = input::string_arg(env.raw(), name.raw(), "Module.method", "the method name")?;
             match self.inner.method(&name) {
-                Ok(handle) => Ok(Method::new(handle, self.inner.info())),
+                Ok(handle) => Ok(Method::new(handle)),
                 Err(e) => Err(errors::throw_core(env.raw(), &e)),
             }
         }
@@ -241,18 +241,11 @@ pub(crate) fn module_info(info: &core::ModuleInfo) -> ModuleInfo {
 #[napi]
 pub struct Method {
     handle: Arc<core::MethodHandle>,
-    signature: String,
 }
 
 impl Method {
-    pub(crate) fn new(handle: core::MethodHandle, info: &core::ModuleInfo) -> Method {
-        let signature = info
-            .methods
-            .iter()
-            .find(|m| m.name == handle.method_name())
-            .map(|m| m.signature.clone())
-            .unwrap_or_default();
-        Method { handle: Arc::new(handle), signature }
+    pub(crate) fn new(handle: core::MethodHandle) -> Method {
+        Method { handle: Arc::new(handle) }
     }
 }
 
@@ -273,7 +266,7 @@ impl Method {
     /// The signature declared when the handle was resolved.
     #[napi(getter)]
     pub fn signature(&self) -> String {
-        self.signature.clone()
+        self.handle.signature().to_owned()
     }
 
     /// The signature hash the handle was resolved with (16 hex digits).
@@ -349,7 +342,7 @@ impl Method {
         MethodJson {
             module: self.module(),
             name: self.name(),
-            signature: self.signature.clone(),
+            signature: self.handle.signature().to_owned(),
             signature_hash: self.signature_hash(),
         }
     }

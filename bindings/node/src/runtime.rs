@@ -491,14 +491,7 @@ impl Runtime {
         unsafe {
             let name = input::string_arg(env, name.raw(), "Runtime.state", "the module name")?;
             match self.core.state(&name) {
-                Ok(s) => Ok(match s {
-                    core::State::Loaded => "loaded",
-                    core::State::Validated => "validated",
-                    core::State::Active => "active",
-                    core::State::Draining => "draining",
-                    core::State::Unloaded => "unloaded",
-                }
-                .to_owned()),
+                Ok(s) => Ok(s.name().to_owned()),
                 Err(e) => Err(errors::throw_core(env, &e)),
             }
         }
@@ -513,9 +506,8 @@ impl Runtime {
         unsafe {
             let module = input::string_arg(env, module.raw(), "Runtime.method", "the module name")?;
             let method = input::string_arg(env, method.raw(), "Runtime.method", "the method name")?;
-            let m = self.core.module(&module).map_err(|e| errors::throw_core(env, &e))?;
-            match m.method(&method) {
-                Ok(handle) => Ok(Method::new(handle, m.info())),
+            match self.core.method(&module, &method) {
+                Ok(handle) => Ok(Method::new(handle)),
                 Err(e) => Err(errors::throw_core(env, &e)),
             }
         }

@@ -350,14 +350,7 @@ impl Runtime {
     /// serves calls).
     fn state(&self, py: Python<'_>, name: &str) -> PyResult<&'static str> {
         let rt = self.open(py, "state")?;
-        let s = errors::detached(py, "Runtime.state", || rt.state(name))?;
-        Ok(match s {
-            hm::State::Loaded => "loaded",
-            hm::State::Validated => "validated",
-            hm::State::Active => "active",
-            hm::State::Draining => "draining",
-            hm::State::Unloaded => "unloaded",
-        })
+        Ok(errors::detached(py, "Runtime.state", || rt.state(name))?.name())
     }
 
     /// Resolves `module.method` to a handle (the fast path for repeated calls).
