@@ -1,7 +1,7 @@
 //! Runtime, load options, load/upgrade/unload, host functions and events.
 
 use std::ffi::{c_char, c_void};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -534,13 +534,6 @@ pub unsafe extern "C" fn hotmod_runtime_watch_dir(
     })
 }
 
-/// The directory as watchers store it: canonical (symlinks and `..`
-/// resolved), so every spelling of one directory names one watcher; the
-/// plain absolute path if it no longer exists.
-fn watched_path(dir: &str) -> PathBuf {
-    std::fs::canonicalize(dir).or_else(|_| std::path::absolute(dir)).unwrap_or_else(|_| PathBuf::from(dir))
-}
-
 /// Stops watching `dir` (the modules it loaded stay loaded).
 /// `HOTMOD_STATUS_INVALID_ARGUMENT` if it is not watched.
 ///
@@ -554,7 +547,8 @@ pub unsafe extern "C" fn hotmod_runtime_unwatch_dir(rt: *const hotmod_runtime, d
         let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         // SAFETY: per the contract.
         let dir = unsafe { str_arg(dir, "dir")? };
-        let abs = watched_path(dir);
+        // Watchers store their directory canonical: every spelling names one.
+        let abs = hotmod_core::loader::identity_path(Path::new(dir));
         let watcher = {
             let mut watchers = b.watchers.lock().unwrap_or_else(|e| e.into_inner());
             let Some(i) = watchers.iter().position(|w| w.dir() == abs) else {

@@ -38,6 +38,14 @@ impl LoadOptions {
     }
 }
 
+/// The path that names a file or directory however it is spelled: its
+/// canonical form (symlinks and `..` resolved) when it exists, else the
+/// absolute path, else the path as given. Keys per-file state (manifests,
+/// watched directories) so that two spellings of one path share it.
+pub fn identity_path(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.into())
+}
+
 /// Parses 64 hexadecimal digits into a SHA-256 digest.
 pub fn parse_sha256_hex(hex: &str) -> Result<[u8; 32]> {
     let hex = hex.trim();

@@ -183,7 +183,7 @@ impl Runtime {
     /// Applications are serialised; an event handler must not call this.
     pub fn apply_manifest(&self, path: impl AsRef<Path>) -> Result<ManifestReport> {
         let path = path.as_ref();
-        let key = std::fs::canonicalize(path).or_else(|_| std::path::absolute(path)).unwrap_or_else(|_| path.into());
+        let key = crate::loader::identity_path(path);
         let mut states = self.inner().manifests.lock().unwrap_or_else(|e| e.into_inner());
         load_manifest(self, path, states.entry(key).or_default())
     }
