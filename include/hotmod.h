@@ -128,6 +128,29 @@ enum hotmod_status
    */
   HOTMOD_STATUS_UNSAFE_FILE = 1016,
   /**
+   * The file (plugin or manifest) is larger than the configured cap.
+   */
+  HOTMOD_STATUS_FILE_TOO_LARGE = 1017,
+  /**
+   * Mapping the file in a short-lived preflight child process failed:
+   * the dynamic loader or a constructor crashed, exited or hung there.
+   */
+  HOTMOD_STATUS_PREFLIGHT_FAILED = 1018,
+  /**
+   * Too many versions of modules that cannot be unmapped are kept mapped
+   * (the configured cap, set below the process's descriptor and memory limits).
+   */
+  HOTMOD_STATUS_KEPT_MAPPED_LIMIT = 1019,
+  /**
+   * The sandbox asked for (seccomp, Landlock, resource limits) is not
+   * available on this kernel, and the host did not allow running without it.
+   */
+  HOTMOD_STATUS_SANDBOX_UNAVAILABLE = 1020,
+  /**
+   * The out-of-process worker could not be found or started.
+   */
+  HOTMOD_STATUS_WORKER_UNAVAILABLE = 1021,
+  /**
    * No method of that name in the module.
    */
   HOTMOD_STATUS_METHOD_NOT_FOUND = 2001,

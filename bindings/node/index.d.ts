@@ -520,6 +520,16 @@ export declare enum Status {
   VersionConflict = 1015,
   /** The file or its directory is writable by anyone. */
   UnsafeFile = 1016,
+  /** The file (plugin or manifest) is larger than the configured cap. */
+  FileTooLarge = 1017,
+  /** Mapping the file in a preflight child process failed (the loader or a constructor crashed, exited or hung there). */
+  PreflightFailed = 1018,
+  /** Too many versions of modules that cannot be unmapped are kept mapped. */
+  KeptMappedLimit = 1019,
+  /** The sandbox asked for is not available on this system, and running without it was not allowed. */
+  SandboxUnavailable = 1020,
+  /** The out-of-process worker could not be found or started. */
+  WorkerUnavailable = 1021,
   /** No method of that name in the module. */
   MethodNotFound = 2001,
   /** No module of that name is loaded. */

@@ -44,6 +44,19 @@ pub enum Status {
     VersionConflict = 1015,
     /// The file or its directory is writable by anyone.
     UnsafeFile = 1016,
+    /// The file (plugin or manifest) is larger than the configured cap.
+    FileTooLarge = 1017,
+    /// Mapping the file in a short-lived preflight child process failed:
+    /// the dynamic loader or a constructor crashed, exited or hung there.
+    PreflightFailed = 1018,
+    /// Too many versions of modules that cannot be unmapped are kept mapped
+    /// (the configured cap, set below the process's descriptor and memory limits).
+    KeptMappedLimit = 1019,
+    /// The sandbox asked for (seccomp, Landlock, resource limits) is not
+    /// available on this kernel, and the host did not allow running without it.
+    SandboxUnavailable = 1020,
+    /// The out-of-process worker could not be found or started.
+    WorkerUnavailable = 1021,
     /// No method of that name in the module.
     MethodNotFound = 2001,
     /// No module of that name is loaded.
@@ -80,7 +93,7 @@ pub enum Status {
     Internal = 9002,
 }
 
-static ALL_STATUSES: [Status; 34] = [
+static ALL_STATUSES: [Status; 39] = [
     Status::Ok,
     Status::FileMissing,
     Status::DependencyUnsatisfied,
@@ -98,6 +111,11 @@ static ALL_STATUSES: [Status; 34] = [
     Status::BadManifest,
     Status::VersionConflict,
     Status::UnsafeFile,
+    Status::FileTooLarge,
+    Status::PreflightFailed,
+    Status::KeptMappedLimit,
+    Status::SandboxUnavailable,
+    Status::WorkerUnavailable,
     Status::MethodNotFound,
     Status::ModuleNotFound,
     Status::PluginError,
@@ -153,6 +171,11 @@ impl Status {
             Status::BadManifest => "invalid manifest",
             Status::VersionConflict => "version conflicts with a dependent",
             Status::UnsafeFile => "file or directory writable by anyone",
+            Status::FileTooLarge => "file larger than the configured cap",
+            Status::PreflightFailed => "preflight load in a child process failed",
+            Status::KeptMappedLimit => "too many versions kept mapped",
+            Status::SandboxUnavailable => "sandbox unavailable on this system",
+            Status::WorkerUnavailable => "out-of-process worker unavailable",
             Status::MethodNotFound => "method not found",
             Status::ModuleNotFound => "module not found",
             Status::PluginError => "plugin returned an error",

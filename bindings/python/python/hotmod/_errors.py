@@ -49,6 +49,11 @@ __all__ = [
     "BadManifestError",
     "VersionConflictError",
     "UnsafeFileError",
+    "FileTooLargeError",
+    "PreflightFailedError",
+    "KeptMappedLimitError",
+    "SandboxUnavailableError",
+    "WorkerUnavailableError",
     "MethodNotFoundError",
     "ModuleNotLoadedError",
     "PluginError",
@@ -221,6 +226,36 @@ class UnsafeFileError(LoadError):
     default_code = Status.UNSAFE_FILE
 
 
+class FileTooLargeError(LoadError):
+    """The file (plugin or manifest) is larger than the configured cap (status 1017)."""
+
+    default_code = Status.FILE_TOO_LARGE
+
+
+class PreflightFailedError(LoadError):
+    """Mapping the file in a preflight child process failed (the loader or a constructor crashed, exited or hung there) (status 1018)."""
+
+    default_code = Status.PREFLIGHT_FAILED
+
+
+class KeptMappedLimitError(LoadError):
+    """Too many versions of modules that cannot be unmapped are kept mapped (status 1019)."""
+
+    default_code = Status.KEPT_MAPPED_LIMIT
+
+
+class SandboxUnavailableError(LoadError):
+    """The sandbox asked for is not available on this system, and running without it was not allowed (status 1020)."""
+
+    default_code = Status.SANDBOX_UNAVAILABLE
+
+
+class WorkerUnavailableError(LoadError):
+    """The out-of-process worker could not be found or started (status 1021)."""
+
+    default_code = Status.WORKER_UNAVAILABLE
+
+
 class MethodNotFoundError(CallError):
     """No method of that name in the module (status 2001)."""
 
@@ -334,7 +369,8 @@ _BY_CODE: dict[int, type[HotmodError]] = {
         FileMissingError, DependencyUnsatisfiedError, PermissionDeniedError, EntrySymbolMissingError,
         NotALibraryError, NotAPluginError, AbiUnsupportedError, InvalidDescriptorError, HashMismatchError,
         SignatureMismatchError, NameConflictError, DependencyCycleError, InitFailedError, BadManifestError,
-        VersionConflictError, UnsafeFileError, MethodNotFoundError, ModuleNotLoadedError, PluginError,
+        VersionConflictError, UnsafeFileError, FileTooLargeError, PreflightFailedError, KeptMappedLimitError,
+        SandboxUnavailableError, WorkerUnavailableError, MethodNotFoundError, ModuleNotLoadedError, PluginError,
         PluginPanickedError, PluginCrashedError, CallTimeoutError, CircuitOpenError, StaleHandleError,
         OutputTooLargeError, SignatureChangedError, InvalidOutputError, NullArgumentError, InvalidArgumentError,
         BusyError, ModuleInUseError, IOFailedError,
