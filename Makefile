@@ -24,9 +24,9 @@ VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\
 export HOTMOD_PLUGIN_DIR := $(PLUGINS)
 export HOTMOD_LIB_DIR := $(LIBDIR)
 
-.PHONY: all deps lib plugins demo test lint test-rust check-abi test-install test-c test-python test-node bench install clean
+.PHONY: all deps lib cli plugins demo test lint test-rust check-abi test-install test-c test-python test-node bench install uninstall clean
 
-all: lib plugins
+all: lib cli plugins
 
 deps:
 	@scripts/install-deps.sh
@@ -34,6 +34,10 @@ deps:
 lib:
 	$(CARGO) build --release -p hotmod
 	@ln -sf libhotmod.so $(LIBDIR)/libhotmod.so.1
+
+# The `hotmod` command (cli/): inspect, verify, call, bench, manifest check, watch.
+cli:
+	$(CARGO) build --release -p hotmod-cli
 
 # The example plugins and every test fixture plugin go into $(PLUGINS), the one
 # directory all suites (Rust, c-tests, Python, Node) load them from
@@ -120,7 +124,12 @@ test-install: plugins
 	  -Wl,-rpath,$(BUILD)/install/lib -o $(BUILD)/demo-installed
 	readelf -d $(BUILD)/demo-installed | grep -q 'NEEDED.*\[libhotmod.so.1\]'
 	$(BUILD)/demo-installed $(PLUGINS) > $(BUILD)/demo-installed.log
-	@echo "install ok: $(BUILD)/install (pkg-config hotmod $(VERSION), NEEDED libhotmod.so.1)"
+	! readelf -S $(BUILD)/install/lib/libhotmod.so.$(VERSION) | grep -q '\.debug_info'
+	scripts/check-symbols.sh $(BUILD)/install/lib/libhotmod.so.$(VERSION)
+	$(BUILD)/install/bin/hotmod verify $(PLUGINS)/libchecksum.so | grep -q '^ok: checksum'
+	$(MAKE) --no-print-directory uninstall PREFIX=$(BUILD)/install
+	test -z "$$(find $(BUILD)/install -type f -o -type l)"
+	@echo "install ok: $(BUILD)/install (stripped, pkg-config hotmod $(VERSION), NEEDED libhotmod.so.1, hotmod command; uninstall removed it all)"
 
 test-c: all
 	$(MAKE) -C c-tests test asan valgrind
@@ -134,13 +143,25 @@ test-node: all
 bench: all
 	$(CARGO) run --release -p hotmod-bench
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+# Installs the stripped library (its dynamic symbols and version nodes are
+# kept; debug information is not installed), its SONAME links, the headers,
+# hotmod.pc and the `hotmod` command. `make uninstall` removes exactly these.
+STRIP ?= strip
+INSTALLED := lib/libhotmod.so.$(VERSION) lib/libhotmod.so.1 lib/libhotmod.so include/hotmod.h \
+             include/hotmod_plugin.h lib/pkgconfig/hotmod.pc bin/hotmod
+
+install: lib cli
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libhotmod.so.$(VERSION)
+	$(STRIP) --strip-unneeded $(DESTDIR)$(PREFIX)/lib/libhotmod.so.$(VERSION)
 	ln -sf libhotmod.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libhotmod.so.1
 	ln -sf libhotmod.so.1 $(DESTDIR)$(PREFIX)/lib/libhotmod.so
 	install -m 644 include/hotmod.h include/hotmod_plugin.h $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/hotmod.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hotmod.pc
+	install -m 755 -s $(LIBDIR)/hotmod $(DESTDIR)$(PREFIX)/bin/hotmod
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/,$(INSTALLED))
 
 clean:
 	$(CARGO) clean

@@ -100,16 +100,19 @@ pub struct DependencyInfo {
 
 impl ModuleInfo {
     fn of(v: &Version) -> ModuleInfo {
+        ModuleInfo::declared(&v.info, &v.path, &v.sha256)
+    }
+
+    fn declared(info: &PluginInfo, path: &Path, sha256: &[u8; 32]) -> ModuleInfo {
         ModuleInfo {
-            name: v.info.name.clone(),
-            version: v.info.version.to_string(),
-            description: v.info.description.clone(),
-            path: v.path.clone(),
-            sha256: loader::sha256_hex(&v.sha256),
-            safe_to_unload: v.info.safe_to_unload(),
-            abi_minor: v.info.abi_minor,
-            methods: v
-                .info
+            name: info.name.clone(),
+            version: info.version.to_string(),
+            description: info.description.clone(),
+            path: path.to_path_buf(),
+            sha256: loader::sha256_hex(sha256),
+            safe_to_unload: info.safe_to_unload(),
+            abi_minor: info.abi_minor,
+            methods: info
                 .methods
                 .iter()
                 .map(|m| MethodInfo {
@@ -118,8 +121,7 @@ impl ModuleInfo {
                     signature_hash: m.signature_hash,
                 })
                 .collect(),
-            dependencies: v
-                .info
+            dependencies: info
                 .dependencies
                 .iter()
                 .map(|d| DependencyInfo {
@@ -529,6 +531,27 @@ impl Runtime {
         let p = self.prepare(path, opts).map_err(|e| self.fail(path, "", e))?;
         let name = p.info.name.clone();
         self.install(p, &opts.config).map_err(|e| self.fail(path, &name, e))
+    }
+
+    /// Reads what a plugin file declares without loading it as a module:
+    /// the file is checked and mapped exactly as [`load`](Self::load) does
+    /// and its descriptor validated, but no hook of the plugin runs (no
+    /// init) and nothing is registered. The dynamic loader still runs the
+    /// library's constructors in this process: to keep a file of unknown
+    /// origin out of the host, inspect it from a child process (as the
+    /// `hotmod inspect` command does). The library is unmapped afterwards if
+    /// it declared that safe, else kept mapped.
+    pub fn inspect(&self, path: impl AsRef<Path>, opts: &LoadOptions) -> Result<ModuleInfo> {
+        let path = path.as_ref();
+        let _g = self.inner.admin();
+        let p = self.prepare(path, opts).map_err(|e| self.fail(path, "", e))?;
+        let info = ModuleInfo::declared(&p.info, &p.path, &p.sha256);
+        if p.info.safe_to_unload() {
+            p.mapped.unmap();
+        } else {
+            p.mapped.keep_mapped();
+        }
+        Ok(info)
     }
 
     /// Starts a prepared plugin as a new module and registers it. The caller
