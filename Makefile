@@ -24,7 +24,7 @@ VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\
 export HOTMOD_PLUGIN_DIR := $(PLUGINS)
 export HOTMOD_LIB_DIR := $(LIBDIR)
 
-.PHONY: all deps lib cli plugins demo test lint test-rust check-abi test-install test-c test-python test-node bench install uninstall clean
+.PHONY: all deps lib cli plugins demo test lint test-rust check-abi test-install test-docs test-c test-python test-node bench install uninstall clean
 
 all: lib cli plugins
 
@@ -97,7 +97,7 @@ demo: deps all
 	$(CC) $(CSTRICT) -O2 -pthread -Iinclude examples/c-host/demo.c -L$(LIBDIR) -lhotmod -Wl,-rpath,$(LIBDIR) -o $(BUILD)/demo
 	$(BUILD)/demo $(PLUGINS)
 
-test: deps lint test-rust check-abi test-install test-c test-python test-node
+test: deps lint test-rust check-abi test-install test-docs test-c test-python test-node
 	@echo "make test: all suites passed"
 
 lint:
@@ -130,6 +130,11 @@ test-install: plugins
 	$(MAKE) --no-print-directory uninstall PREFIX=$(BUILD)/install
 	test -z "$$(find $(BUILD)/install -type f -o -type l)"
 	@echo "install ok: $(BUILD)/install (stripped, pkg-config hotmod $(VERSION), NEEDED libhotmod.so.1, hotmod command; uninstall removed it all)"
+
+# Every README code block marked `<!-- readme-test: ... -->` runs as written,
+# in a scratch directory, against a scratch install (scripts/readme-test.py).
+test-docs: all
+	python3 scripts/readme-test.py README.md
 
 test-c: all
 	$(MAKE) -C c-tests test asan valgrind
