@@ -57,7 +57,10 @@ RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:
 C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 checksum-v1.1 checksum-breaking \
                dependent cycle-a cycle-b orphan $(SIMPLE_FIXTURES) $(BAD_NAMES)))
 
-plugins: lib $(C_PLUGINS)
+# C++ plugins (include/hotmod_plugin.hpp), rules below.
+LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults))
+
+plugins: lib $(C_PLUGINS) $(LANG_PLUGINS)
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
 	@for p in $(RUST_PLUGINS); do \
 	  src=$(LIBDIR)/lib$${p#*:}.so; dst=$(PLUGINS)/lib$${p%%:*}.so; \
@@ -87,6 +90,20 @@ $(SIMPLE_FIXTURES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/%.c 
 	$(call CC_PLUGIN,)
 $(BAD_NAMES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/bad.c $(PLUGIN_HDR) | $(PLUGINS)
 	$(call CC_PLUGIN,-D$(shell echo $* | tr a-z A-Z))
+
+# C++ plugins: the example as C++17, the fault fixture as C++20 (std::span).
+# -fno-gnu-unique: libstdc++'s inline statics (std::to_string's digit table)
+# would otherwise be STB_GNU_UNIQUE symbols, and glibc never unmaps a library
+# that has one.
+PLUGIN_HPP := include/hotmod_plugin.hpp
+CXX_PLUGIN = $(CXX) $(1) -Wall -Wextra -Wpedantic -Werror -O2 -fPIC -shared -fvisibility=hidden -fno-gnu-unique \
+             -I$(CURDIR)/include $< -o $@.tmp && mv -f $@.tmp $@
+$(PLUGINS)/libcppchecksum.so: examples/cpp-checksum/checksum.cpp $(PLUGIN_HDR) $(PLUGIN_HPP) | $(PLUGINS)
+	$(call CXX_PLUGIN,-std=c++17)
+$(PLUGINS)/libcppchecksum-v2.so: examples/cpp-checksum/checksum.cpp $(PLUGIN_HDR) $(PLUGIN_HPP) | $(PLUGINS)
+	$(call CXX_PLUGIN,-std=c++17 -DCPPCHECKSUM_VERSION='"2.0.0"')
+$(PLUGINS)/libcppfaults.so: tests/fixtures/cpp_faults.cpp $(PLUGIN_HDR) $(PLUGIN_HPP) | $(PLUGINS)
+	$(call CXX_PLUGIN,-std=c++20)
 
 demo: deps all
 	@mkdir -p $(BUILD)
