@@ -57,8 +57,8 @@ RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:
 C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 checksum-v1.1 checksum-breaking \
                dependent cycle-a cycle-b orphan $(SIMPLE_FIXTURES) $(BAD_NAMES)))
 
-# C++ plugins (include/hotmod_plugin.hpp), rules below.
-LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults))
+# C++ (include/hotmod_plugin.hpp) and Go (sdk/go) plugins, rules below.
+LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults gochecksum gochecksum-v2 gofaults))
 
 plugins: lib $(C_PLUGINS) $(LANG_PLUGINS)
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
@@ -104,6 +104,20 @@ $(PLUGINS)/libcppchecksum-v2.so: examples/cpp-checksum/checksum.cpp $(PLUGIN_HDR
 	$(call CXX_PLUGIN,-std=c++17 -DCPPCHECKSUM_VERSION='"2.0.0"')
 $(PLUGINS)/libcppfaults.so: tests/fixtures/cpp_faults.cpp $(PLUGIN_HDR) $(PLUGIN_HPP) | $(PLUGINS)
 	$(call CXX_PLUGIN,-std=c++20)
+
+# Go plugins: go build -buildmode=c-shared from the plugin's own module,
+# offline (the SDK uses the standard library only and is found through a
+# replace directive). gochecksum-v2 is the same source linked as 2.0.0.
+GO ?= go
+GO_SDK := $(wildcard sdk/go/*.go sdk/go/*.c sdk/go/*.h) sdk/go/go.mod $(PLUGIN_HDR)
+GO_PLUGIN = cd $(<D) && GOFLAGS=-mod=mod GOPROXY=off CGO_ENABLED=1 \
+            $(GO) build -buildmode=c-shared -trimpath $(1) -o $@.tmp . && mv -f $@.tmp $@
+$(PLUGINS)/libgochecksum.so: examples/go-checksum/main.go examples/go-checksum/go.mod $(GO_SDK) | $(PLUGINS)
+	$(call GO_PLUGIN,)
+$(PLUGINS)/libgochecksum-v2.so: examples/go-checksum/main.go examples/go-checksum/go.mod $(GO_SDK) | $(PLUGINS)
+	$(call GO_PLUGIN,-ldflags=-X=main.version=2.0.0)
+$(PLUGINS)/libgofaults.so: tests/fixtures/go-faults/main.go tests/fixtures/go-faults/go.mod $(GO_SDK) | $(PLUGINS)
+	$(call GO_PLUGIN,)
 
 demo: deps all
 	@mkdir -p $(BUILD)
@@ -156,7 +170,7 @@ install: lib
 	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libhotmod.so.$(VERSION)
 	ln -sf libhotmod.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libhotmod.so.1
 	ln -sf libhotmod.so.1 $(DESTDIR)$(PREFIX)/lib/libhotmod.so
-	install -m 644 include/hotmod.h include/hotmod_plugin.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/hotmod.h include/hotmod_plugin.h include/hotmod_plugin.hpp $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/hotmod.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hotmod.pc
 
 clean:
