@@ -52,7 +52,8 @@ BAD_FIXTURES := BAD_MAGIC ABI_V2 SMALL_SIZE NULL_DESC EMPTY_NAME DUP_METHODS NUL
                 NEWER_DEP SELF_DEP
 BAD_NAMES := $(shell echo $(BAD_FIXTURES) | tr A-Z a-z)
 # Rust plugins: <file name in $(PLUGINS)>:<cargo library name>.
-RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:hotmod_fixture_tls
+RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:hotmod_fixture_tls \
+                rustchecksum:hotmod_fixture_rustchecksum
 
 C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 checksum-v1.1 checksum-breaking \
                dependent cycle-a cycle-b orphan $(SIMPLE_FIXTURES) $(BAD_NAMES)))
@@ -61,7 +62,8 @@ C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 che
 LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults gochecksum gochecksum-v2 gofaults))
 
 plugins: lib $(C_PLUGINS) $(LANG_PLUGINS)
-	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
+	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls \
+	  -p hotmod-fixture-rustchecksum
 	@for p in $(RUST_PLUGINS); do \
 	  src=$(LIBDIR)/lib$${p#*:}.so; dst=$(PLUGINS)/lib$${p%%:*}.so; \
 	  cmp -s $$src $$dst || { cp $$src $$dst.tmp && mv -f $$dst.tmp $$dst && echo "updated $$dst"; } || exit 1; \

@@ -354,3 +354,21 @@ fn cpp_views_host_calls_and_state_hand_over() {
     let log = log.lock().unwrap();
     assert!(!log.iter().any(|e| e.kind == EventKind::KeptMapped && e.module == "cppchecksum"), "{log:?}");
 }
+
+// ---------------------------------------------------------------- all four
+
+#[test]
+fn the_benchmarked_methods_agree_in_c_cpp_rust_and_go() {
+    plugin_dir_with(&["libchecksum.so", "libcppchecksum.so", "librustchecksum.so", "libgochecksum.so"]);
+    let rt = Runtime::new();
+    let modules = ["checksum", "cppchecksum", "rustchecksum", "gochecksum"];
+    for m in modules {
+        load(&rt, m);
+    }
+    for input in [&b""[..], &[0x5a; 16], b"hot-swappable native plugin modules"] {
+        for m in modules {
+            assert_eq!(u64le(&rt.call(m, "length", input).unwrap()), input.len() as u64, "{m}.length");
+            assert_eq!(u64le(&rt.call(m, "fnv1a64", input).unwrap()), fnv1a64(input), "{m}.fnv1a64");
+        }
+    }
+}
