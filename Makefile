@@ -139,7 +139,7 @@ test-rust: all
 check-abi: lib
 	scripts/check-symbols.sh $(LIB)
 	scripts/gen-headers.sh --check
-	$(MAKE) -C c-tests headers
+	$(MAKE) -C c-tests headers hpp
 
 # Installs into a scratch prefix, then builds the demo host the way a user
 # would (pkg-config) and runs it: it must link the SONAME, not the dev link.
