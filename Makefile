@@ -126,7 +126,7 @@ demo: deps all
 	$(CC) $(CSTRICT) -O2 -pthread -Iinclude examples/c-host/demo.c -L$(LIBDIR) -lhotmod -Wl,-rpath,$(LIBDIR) -o $(BUILD)/demo
 	$(BUILD)/demo $(PLUGINS)
 
-test: deps lint test-rust check-abi test-install test-c test-python test-node
+test: deps lint test-rust test-go check-abi test-install test-c test-python test-node
 	@echo "make test: all suites passed"
 
 lint:
@@ -135,6 +135,12 @@ lint:
 
 test-rust: all
 	$(CARGO) test --workspace --release
+
+# The Go SDK's own checks: go vet and its unit tests (descriptor checks,
+# error statuses, panic messages); the Go plugins are tested through the core.
+.PHONY: test-go
+test-go:
+	cd sdk/go && GOFLAGS=-mod=mod GOPROXY=off $(GO) vet ./... && GOFLAGS=-mod=mod GOPROXY=off $(GO) test ./...
 
 check-abi: lib
 	scripts/check-symbols.sh $(LIB)
