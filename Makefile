@@ -111,7 +111,7 @@ $(PLUGINS)/libcppfaults.so: tests/fixtures/cpp_faults.cpp $(PLUGIN_HDR) $(PLUGIN
 # offline (the SDK uses the standard library only and is found through a
 # replace directive). gochecksum-v2 is the same source linked as 2.0.0.
 GO ?= go
-GO_SDK := $(wildcard sdk/go/*.go sdk/go/*.c sdk/go/*.h) sdk/go/go.mod $(PLUGIN_HDR)
+GO_SDK := $(filter-out %_test.go,$(wildcard sdk/go/*.go)) $(wildcard sdk/go/*.c sdk/go/*.h) sdk/go/go.mod $(PLUGIN_HDR)
 GO_PLUGIN = cd $(<D) && GOFLAGS=-mod=mod GOPROXY=off CGO_ENABLED=1 \
             $(GO) build -buildmode=c-shared -trimpath $(1) -o $@.tmp . && mv -f $@.tmp $@
 $(PLUGINS)/libgochecksum.so: examples/go-checksum/main.go examples/go-checksum/go.mod $(GO_SDK) | $(PLUGINS)
