@@ -59,7 +59,8 @@ C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 che
                dependent cycle-a cycle-b orphan $(SIMPLE_FIXTURES) $(BAD_NAMES)))
 
 # C++ (include/hotmod_plugin.hpp) and Go (sdk/go) plugins, rules below.
-LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults gochecksum gochecksum-v2 gofaults))
+LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults gochecksum gochecksum-v2 gofaults \
+                  gobare))
 
 plugins: lib $(C_PLUGINS) $(LANG_PLUGINS)
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls \
@@ -119,6 +120,8 @@ $(PLUGINS)/libgochecksum.so: examples/go-checksum/main.go examples/go-checksum/g
 $(PLUGINS)/libgochecksum-v2.so: examples/go-checksum/main.go examples/go-checksum/go.mod $(GO_SDK) | $(PLUGINS)
 	$(call GO_PLUGIN,-ldflags=-X=main.version=2.0.0)
 $(PLUGINS)/libgofaults.so: tests/fixtures/go-faults/main.go tests/fixtures/go-faults/go.mod $(GO_SDK) | $(PLUGINS)
+	$(call GO_PLUGIN,)
+$(PLUGINS)/libgobare.so: tests/fixtures/go-bare/main.go tests/fixtures/go-bare/bare.c $(PLUGIN_HDR) | $(PLUGINS)
 	$(call GO_PLUGIN,)
 
 demo: deps all

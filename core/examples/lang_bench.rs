@@ -1,5 +1,6 @@
 //! Per-language call benchmark: the same methods (`length`, `fnv1a64`) in
-//! plugins written in C, C++, Rust and Go, called in one run.
+//! plugins written in C, C++, Rust and Go (with the SDK, and as bare cgo
+//! exports behind a hand-written descriptor), called in one run.
 //!
 //! For each plugin and method it prints the cost of a raw function-pointer
 //! call into the plugin (mapped by this program, no hotmod in between), of
@@ -67,11 +68,14 @@ struct Lang {
     module: &'static str,
 }
 
-const LANGS: [Lang; 4] = [
+const LANGS: [Lang; 5] = [
     Lang { label: "C", file: "libchecksum.so", module: "checksum" },
     Lang { label: "C++", file: "libcppchecksum.so", module: "cppchecksum" },
     Lang { label: "Rust", file: "librustchecksum.so", module: "rustchecksum" },
     Lang { label: "Go", file: "libgochecksum.so", module: "gochecksum" },
+    // The same Go code behind a hand-written descriptor and bare cgo
+    // exports: what the SDK adds to the cgo transition.
+    Lang { label: "Go-bare", file: "libgobare.so", module: "gobare" },
 ];
 
 /// A plugin mapped by this program and initialised once with an empty
@@ -221,7 +225,7 @@ fn main() {
     let input = [0x5au8; 16];
     println!("per-call cost, 16-byte input, median of {ROUNDS} rounds: wall-clock ns (process CPU ns)\n");
     println!(
-        "{:<8} {:<5} {:>20} {:>20} {:>13} {:>13}",
+        "{:<8} {:<7} {:>20} {:>20} {:>15} {:>13}",
         "method", "lang", "raw fn ptr", "hotmod handle", "handle/C", "handle - raw"
     );
     let mut json = Vec::new();
@@ -246,7 +250,7 @@ fn main() {
             let pair = |(w, c): (f64, f64)| format!("{w:.1} ({c:.1})");
             let ratio = (handle_ns.0 / c_handle.0, handle_ns.1 / c_handle.1);
             println!(
-                "{:<8} {:<5} {:>20} {:>20} {:>13} {:>13}",
+                "{:<8} {:<7} {:>20} {:>20} {:>15} {:>13}",
                 method,
                 l.label,
                 pair(raw_ns),

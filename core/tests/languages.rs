@@ -359,9 +359,9 @@ fn cpp_views_host_calls_and_state_hand_over() {
 
 #[test]
 fn the_benchmarked_methods_agree_in_c_cpp_rust_and_go() {
-    plugin_dir_with(&["libchecksum.so", "libcppchecksum.so", "librustchecksum.so", "libgochecksum.so"]);
+    plugin_dir_with(&["libchecksum.so", "libcppchecksum.so", "librustchecksum.so", "libgochecksum.so", "libgobare.so"]);
     let rt = Runtime::new();
-    let modules = ["checksum", "cppchecksum", "rustchecksum", "gochecksum"];
+    let modules = ["checksum", "cppchecksum", "rustchecksum", "gochecksum", "gobare"];
     for m in modules {
         load(&rt, m);
     }
