@@ -176,6 +176,11 @@ test-node: all
 bench: all
 	$(CARGO) run --release -p hotmod-bench
 
+# The same methods in C, C++, Rust and Go plugins, and what Go costs in process.
+.PHONY: bench-languages
+bench-languages: all
+	$(CARGO) run --release -p hotmod-core --example lang_bench
+
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libhotmod.so.$(VERSION)
