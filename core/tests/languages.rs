@@ -162,6 +162,38 @@ fn go_state_is_handed_over_on_every_upgrade_and_every_replaced_version_stays_map
 }
 
 #[test]
+fn go_methods_serve_many_host_threads_at_once() {
+    plugin_dir_with(GO);
+    let rt = Arc::new(Runtime::new());
+    load(&rt, "gochecksum");
+    const THREADS: usize = 6;
+    const CALLS: usize = 500;
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let rt = rt.clone();
+            thread::spawn(move || {
+                let upper = rt.method("gochecksum", "upper").unwrap();
+                for i in 0..CALLS {
+                    // Alternate host space and handed-over C memory.
+                    let n = if i % 2 == 0 { 16 } else { 1000 + t };
+                    let input = vec![b'a' + (t as u8); n];
+                    let out = upper.call(&input).expect("a concurrent Go call failed");
+                    assert_eq!(out.len(), n);
+                    assert!(out.iter().all(|&b| b == b'A' + t as u8));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a calling thread failed");
+    }
+    // The plugin's atomic counter saw every call exactly once.
+    assert_eq!(u64le(&rt.call("gochecksum", "calls", b"").unwrap()), (THREADS * CALLS + 1) as u64);
+    let c = counters(&rt, "gochecksum", "upper");
+    assert_eq!((c.calls, c.errors), ((THREADS * CALLS) as u64, 0));
+}
+
+#[test]
 fn a_go_panic_is_plugin_panicked_with_its_text_and_the_host_carries_on() {
     plugin_dir_with(GO);
     let rt = Runtime::new();
