@@ -56,13 +56,19 @@ BAD_FIXTURES := BAD_MAGIC ABI_V2 SMALL_SIZE NULL_DESC EMPTY_NAME DUP_METHODS NUL
                 NEWER_DEP SELF_DEP
 BAD_NAMES := $(shell echo $(BAD_FIXTURES) | tr A-Z a-z)
 # Rust plugins: <file name in $(PLUGINS)>:<cargo library name>.
-RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:hotmod_fixture_tls
+RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:hotmod_fixture_tls \
+                rustchecksum:hotmod_fixture_rustchecksum
 
 C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 checksum-v1.1 checksum-breaking \
                dependent cycle-a cycle-b orphan $(SIMPLE_FIXTURES) $(BAD_NAMES)))
 
-plugins: lib $(C_PLUGINS)
-	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
+# C++ (include/hotmod_plugin.hpp) and Go (sdk/go) plugins, rules below.
+LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults gochecksum gochecksum-v2 gofaults \
+                  gobare))
+
+plugins: lib $(C_PLUGINS) $(LANG_PLUGINS)
+	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls \
+	  -p hotmod-fixture-rustchecksum
 	@for p in $(RUST_PLUGINS); do \
 	  src=$(LIBDIR)/lib$${p#*:}.so; dst=$(PLUGINS)/lib$${p%%:*}.so; \
 	  cmp -s $$src $$dst || { cp $$src $$dst.tmp && mv -f $$dst.tmp $$dst && echo "updated $$dst"; } || exit 1; \
@@ -92,12 +98,42 @@ $(SIMPLE_FIXTURES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/%.c 
 $(BAD_NAMES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/bad.c $(PLUGIN_HDR) | $(PLUGINS)
 	$(call CC_PLUGIN,-D$(shell echo $* | tr a-z A-Z))
 
+# C++ plugins: the example as C++17, the fault fixture as C++20 (std::span).
+# -fno-gnu-unique: libstdc++'s inline statics (std::to_string's digit table)
+# would otherwise be STB_GNU_UNIQUE symbols, and glibc never unmaps a library
+# that has one.
+PLUGIN_HPP := include/hotmod_plugin.hpp
+CXX_PLUGIN = $(CXX) $(1) -Wall -Wextra -Wpedantic -Werror -O2 -fPIC -shared -fvisibility=hidden -fno-gnu-unique \
+             -I$(CURDIR)/include $< -o $@.tmp && mv -f $@.tmp $@
+$(PLUGINS)/libcppchecksum.so: examples/cpp-checksum/checksum.cpp $(PLUGIN_HDR) $(PLUGIN_HPP) | $(PLUGINS)
+	$(call CXX_PLUGIN,-std=c++17)
+$(PLUGINS)/libcppchecksum-v2.so: examples/cpp-checksum/checksum.cpp $(PLUGIN_HDR) $(PLUGIN_HPP) | $(PLUGINS)
+	$(call CXX_PLUGIN,-std=c++17 -DCPPCHECKSUM_VERSION='"2.0.0"')
+$(PLUGINS)/libcppfaults.so: tests/fixtures/cpp_faults.cpp $(PLUGIN_HDR) $(PLUGIN_HPP) | $(PLUGINS)
+	$(call CXX_PLUGIN,-std=c++20)
+
+# Go plugins: go build -buildmode=c-shared from the plugin's own module,
+# offline (the SDK uses the standard library only and is found through a
+# replace directive). gochecksum-v2 is the same source linked as 2.0.0.
+GO ?= go
+GO_SDK := $(filter-out %_test.go,$(wildcard sdk/go/*.go)) $(wildcard sdk/go/*.c sdk/go/*.h) sdk/go/go.mod $(PLUGIN_HDR)
+GO_PLUGIN = cd $(<D) && GOFLAGS=-mod=mod GOPROXY=off CGO_ENABLED=1 \
+            $(GO) build -buildmode=c-shared -trimpath $(1) -o $@.tmp . && mv -f $@.tmp $@
+$(PLUGINS)/libgochecksum.so: examples/go-checksum/main.go examples/go-checksum/go.mod $(GO_SDK) | $(PLUGINS)
+	$(call GO_PLUGIN,)
+$(PLUGINS)/libgochecksum-v2.so: examples/go-checksum/main.go examples/go-checksum/go.mod $(GO_SDK) | $(PLUGINS)
+	$(call GO_PLUGIN,-ldflags=-X=main.version=2.0.0)
+$(PLUGINS)/libgofaults.so: tests/fixtures/go-faults/main.go tests/fixtures/go-faults/go.mod $(GO_SDK) | $(PLUGINS)
+	$(call GO_PLUGIN,)
+$(PLUGINS)/libgobare.so: tests/fixtures/go-bare/main.go tests/fixtures/go-bare/bare.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call GO_PLUGIN,)
+
 demo: deps all
 	@mkdir -p $(BUILD)
 	$(CC) $(CSTRICT) -O2 -pthread -Iinclude examples/c-host/demo.c -L$(LIBDIR) -lhotmod -Wl,-rpath,$(LIBDIR) -o $(BUILD)/demo
 	$(BUILD)/demo $(PLUGINS)
 
-test: deps lint test-rust check-abi test-install test-docs test-c test-python test-node
+test: deps lint test-rust test-go check-abi test-install test-docs test-c test-python test-node
 	@echo "make test: all suites passed"
 
 lint:
@@ -107,10 +143,16 @@ lint:
 test-rust: all
 	$(CARGO) test --workspace --release
 
+# The Go SDK's own checks: go vet and its unit tests (descriptor checks,
+# error statuses, panic messages); the Go plugins are tested through the core.
+.PHONY: test-go
+test-go:
+	cd sdk/go && GOFLAGS=-mod=mod GOPROXY=off $(GO) vet ./... && GOFLAGS=-mod=mod GOPROXY=off $(GO) test ./...
+
 check-abi: lib
 	scripts/check-symbols.sh $(LIB)
 	scripts/gen-headers.sh --check
-	$(MAKE) -C c-tests headers
+	$(MAKE) -C c-tests headers hpp
 
 # Installs into a scratch prefix, then builds the demo host the way a user
 # would (pkg-config) and runs it: it must link the SONAME, not the dev link.
@@ -148,12 +190,17 @@ test-node: all
 bench: all
 	$(CARGO) run --release -p hotmod-bench
 
+# The same methods in C, C++, Rust and Go plugins, and what Go costs in process.
+.PHONY: bench-languages
+bench-languages: all
+	$(CARGO) run --release -p hotmod-core --example lang_bench
+
 # Installs the stripped library (its dynamic symbols and version nodes are
 # kept; debug information is not installed), its SONAME links, the headers,
 # hotmod.pc and the `hotmod` command. `make uninstall` removes exactly these.
 STRIP ?= strip
 INSTALLED := lib/libhotmod.so.$(VERSION) lib/libhotmod.so.1 lib/libhotmod.so include/hotmod.h \
-             include/hotmod_plugin.h lib/pkgconfig/hotmod.pc bin/hotmod
+             include/hotmod_plugin.h include/hotmod_plugin.hpp lib/pkgconfig/hotmod.pc bin/hotmod
 
 install: lib cli
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
@@ -161,7 +208,7 @@ install: lib cli
 	$(STRIP) --strip-unneeded $(DESTDIR)$(PREFIX)/lib/libhotmod.so.$(VERSION)
 	ln -sf libhotmod.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libhotmod.so.1
 	ln -sf libhotmod.so.1 $(DESTDIR)$(PREFIX)/lib/libhotmod.so
-	install -m 644 include/hotmod.h include/hotmod_plugin.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 include/hotmod.h include/hotmod_plugin.h include/hotmod_plugin.hpp $(DESTDIR)$(PREFIX)/include/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/hotmod.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/hotmod.pc
 	install -m 755 -s $(LIBDIR)/hotmod $(DESTDIR)$(PREFIX)/bin/hotmod
 

@@ -5,6 +5,9 @@
 set -euo pipefail
 need=()
 command -v cc >/dev/null || need+=(gcc)
+command -v c++ >/dev/null || need+=(g++)
+# Go plugins (sdk/go, examples/go-*): Debian's Go toolchain, standard library only.
+command -v go >/dev/null || need+=(golang-go)
 command -v readelf >/dev/null || need+=(binutils)
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v pkg-config >/dev/null || need+=(pkg-config)

@@ -1,0 +1,3 @@
+module hotmod.dev/sdk/go
+
+go 1.19
