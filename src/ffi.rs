@@ -2,47 +2,128 @@
 //! each is owned, the panic boundary, the per-thread last error, and
 //! argument checks.
 //!
-//! Every exported function body runs inside [`ffi_status!`] or
-//! [`ffi_value!`], which catch panics (reported as `HOTMOD_STATUS_INTERNAL`)
-//! so that no unwind ever crosses into C. A unit test checks that no export
-//! lacks one of them.
+//! Every exported function body is one [`ffi_status!`] or [`ffi_value!`]
+//! invocation and nothing else: the argument checks, the work, and the
+//! error reporting (formatting the message, converting it for C, storing it
+//! as the thread's last error) all run inside `catch_unwind`, so that no
+//! unwind ever crosses into C. A caught panic is reported as
+//! `HOTMOD_STATUS_INTERNAL` by [`panicked`], which is a boundary of its own.
+//! A unit test checks that no export lacks the boundary or runs anything
+//! outside it.
+//!
+//! The last-error store is a thread-local, and C may call hotmod while its
+//! thread is being torn down (from a `pthread_key` destructor, which glibc
+//! runs after the thread-locals are destroyed). Every access to it goes
+//! through `try_with`: when the store is gone, the message is dropped and
+//! `hotmod_last_error_message()` answers the static [`UNAVAILABLE`] text;
+//! the status code still says what failed.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use hotmod_core::{Error, Status};
 
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    // Const-initialised (no lazy-initialisation check); a static message
+    // needs no allocation.
+    static LAST_ERROR: RefCell<Cow<'static, CStr>> = const { RefCell::new(Cow::Borrowed(c"")) };
+}
+
+/// What `hotmod_last_error_message()` answers when the calling thread's
+/// last-error store is no longer available (the thread is exiting).
+pub(crate) const UNAVAILABLE: &CStr = c"hotmod: no error message is available: the calling thread is exiting and its thread-local storage is gone (the returned status code says what failed)";
+
+/// Stored when reporting a panic panicked too.
+const PANIC_IN_REPORT: &CStr = c"internal error: hotmod panicked, and formatting the panic message failed";
+
+/// The body of every status-returning export: runs `body` and the reporting
+/// of its failure behind the panic boundary.
+#[inline(always)]
+pub(crate) fn status_boundary(body: impl FnOnce() -> Result<(), Error>) -> Status {
+    match catch_unwind(AssertUnwindSafe(|| match body() {
+        Ok(()) => Status::Ok,
+        Err(e) => failed(e),
+    })) {
+        Ok(s) => s,
+        Err(p) => panicked(p),
+    }
+}
+
+/// The body of every value-returning export: runs `body` behind the panic
+/// boundary; a panic is recorded as the last error and gives `fallback`.
+#[inline(always)]
+pub(crate) fn value_boundary<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(v) => v,
+        Err(p) => {
+            panicked(p);
+            fallback
+        }
+    }
 }
 
 /// Records a failed call's error as this thread's last error; returns its
 /// status. Out of line, so that the exported functions' success path stays
-/// small.
+/// small. Runs inside the caller's panic boundary.
 #[cold]
 #[inline(never)]
 pub(crate) fn failed(e: Error) -> Status {
-    set_last_error(&e);
+    #[cfg(test)]
+    tests::maybe_panic_in_report();
+    store_last_error(Cow::Owned(cstring(e.message())));
     e.status()
 }
 
 /// Records a panic caught at the boundary; returns `HOTMOD_STATUS_INTERNAL`.
+///
+/// A boundary of its own: formatting the message, storing it and dropping
+/// the payload (whose destructor is foreign code) run inside
+/// `catch_unwind`; if any of that panics, a static message is stored and the
+/// second payload is leaked rather than dropped.
 #[cold]
 #[inline(never)]
 pub(crate) fn panicked(p: Box<dyn std::any::Any + Send>) -> Status {
-    failed(Error::new(Status::Internal, format!("internal error: hotmod panicked: {}", panic_message(&*p))))
+    let msg =
+        catch_unwind(AssertUnwindSafe(|| cstring(&format!("internal error: hotmod panicked: {}", panic_message(&*p)))));
+    forget_panic(catch_unwind(AssertUnwindSafe(move || drop(p))));
+    let msg = match msg {
+        Ok(m) => Cow::Owned(m),
+        Err(p2) => {
+            forget_panic(Err(p2));
+            Cow::Borrowed(PANIC_IN_REPORT)
+        }
+    };
+    store_last_error(msg);
+    Status::Internal
 }
 
-/// Records the last error of this thread.
-pub(crate) fn set_last_error(e: &Error) {
-    let msg = cstring(e.message());
-    LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+/// Leaks the payload of a panic caught while reporting one: its destructor
+/// could panic again, outside any boundary.
+fn forget_panic(r: std::thread::Result<()>) {
+    if let Err(p) = r {
+        std::mem::forget(p);
+    }
 }
 
-/// Pointer to this thread's last error message (valid until the next hotmod
-/// call on this thread).
+/// Stores this thread's last error; does nothing (and never panics) when
+/// the store is already destroyed or borrowed.
+fn store_last_error(msg: Cow<'static, CStr>) {
+    let _ = LAST_ERROR.try_with(|l| {
+        if let Ok(mut slot) = l.try_borrow_mut() {
+            *slot = msg;
+        }
+    });
+}
+
+/// Pointer to this thread's last error message (valid until the next
+/// failing hotmod call on this thread), or to [`UNAVAILABLE`] while the
+/// thread is exiting.
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|l| l.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|l| l.try_borrow().map(|m| m.as_ptr()).unwrap_or(UNAVAILABLE.as_ptr()))
+        .unwrap_or(UNAVAILABLE.as_ptr())
 }
 
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -53,28 +134,21 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Runs a body returning `Result<(), Error>` behind the panic boundary and
-/// turns it into a status code, recording the message of any failure.
+/// turns it into a status code, recording the message of any failure (see
+/// [`status_boundary`]). The whole body of a status-returning export.
 macro_rules! ffi_status {
-    ($body:block) => {{
-        let r: ::std::thread::Result<::hotmod_core::Result<()>> =
-            ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body));
-        match r {
-            Ok(Ok(())) => ::hotmod_core::Status::Ok,
-            Ok(Err(e)) => $crate::ffi::failed(e),
-            Err(p) => $crate::ffi::panicked(p),
-        }
-    }};
+    ($body:block) => {
+        $crate::ffi::status_boundary(|| -> ::hotmod_core::Result<()> { $body })
+    };
 }
 
 /// Runs a body returning a plain value behind the panic boundary, with a
-/// fallback value if it panics.
+/// fallback value if it panics (see [`value_boundary`]). The whole body of
+/// a value-returning export.
 macro_rules! ffi_value {
-    ($fallback:expr, $body:block) => {{
-        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body)) {
-            Ok(v) => v,
-            Err(_) => $fallback,
-        }
-    }};
+    ($fallback:expr, $body:block) => {
+        $crate::ffi::value_boundary($fallback, || $body)
+    };
 }
 
 /// How a C handle type is owned: `Box<Self::Inner>`, created by `into_c` and
@@ -243,9 +317,21 @@ pub(crate) fn cstring(s: &str) -> CString {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use std::ffi::CStr;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Makes [`failed`] panic on this thread (as a failing allocation
+        /// or formatting bug in the error report would).
+        pub(crate) static PANIC_IN_REPORT_FOR_TEST: Cell<bool> = const { Cell::new(false) };
+    }
+
+    pub(crate) fn maybe_panic_in_report() {
+        if PANIC_IN_REPORT_FOR_TEST.with(Cell::get) {
+            panic!("error report panicked (test)");
+        }
+    }
 
     fn read(s: &CStr) -> Result<&str, Error> {
         // SAFETY: a valid NUL-terminated string.
