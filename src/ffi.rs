@@ -237,6 +237,47 @@ pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str
     })
 }
 
+/// Reads a NUL-terminated file-system path argument.
+///
+/// On Unix a path is bytes: any byte string without NUL is accepted
+/// (non-UTF-8 names included), as the operating system and the Python
+/// binding accept them. On other platforms the interface is UTF-8.
+///
+/// # Safety
+/// `p` must be NULL or a NUL-terminated string valid for the call.
+pub(crate) unsafe fn path_arg<'a>(p: *const c_char, what: &str) -> Result<&'a std::path::Path, Error> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        if p.is_null() {
+            return Err(null(what));
+        }
+        // SAFETY: per the contract, a NUL-terminated string.
+        let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+        Ok(std::path::Path::new(std::ffi::OsStr::from_bytes(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        // SAFETY: per the contract.
+        unsafe { str_arg(p, what) }.map(std::path::Path::new)
+    }
+}
+
+/// A path for C: its bytes on Unix (whatever their encoding), UTF-8
+/// elsewhere (lossy).
+pub(crate) fn path_cstring(p: &std::path::Path) -> CString {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        // A path from the OS holds no NUL; escape one anyway rather than fail.
+        CString::new(p.as_os_str().as_bytes()).unwrap_or_else(|_| cstring(&p.to_string_lossy()))
+    }
+    #[cfg(not(unix))]
+    {
+        cstring(&p.to_string_lossy())
+    }
+}
+
 /// Reads an input buffer (`ptr` may be NULL only when `len` is 0).
 ///
 /// # Safety

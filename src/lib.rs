@@ -8,7 +8,10 @@
 //!   out-parameters written only on success; a NULL where a pointer is
 //!   required gives `HOTMOD_STATUS_NULL_ARGUMENT`; the message of the last
 //!   failure on the calling thread is `hotmod_last_error_message()`;
-//! - every body runs behind a panic boundary ([`ffi`]);
+//! - every body runs behind a panic boundary ([`ffi`]), error reporting
+//!   included;
+//! - file-system paths are bytes on Unix (any encoding), UTF-8 on Windows;
+//!   names of modules, methods and host functions are UTF-8;
 //! - callbacks are `(fn, user_data, free_user_data)`.
 //!
 //! This is the only crate of the runtime with `#[no_mangle]` exports. Their
