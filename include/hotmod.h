@@ -167,15 +167,18 @@ enum hotmod_status
    */
   HOTMOD_STATUS_PLUGIN_PANICKED = 2004,
   /**
-   * The plugin crashed (out-of-process worker died).
+   * The plugin crashed (out-of-process worker died). Reserved: not
+   * produced until the out-of-process mode exists.
    */
   HOTMOD_STATUS_PLUGIN_CRASHED = 2005,
   /**
-   * The call did not finish in time.
+   * The call did not finish in time. Reserved: not produced until call
+   * timeouts (out-of-process mode) exist.
    */
   HOTMOD_STATUS_TIMEOUT = 2006,
   /**
-   * The method's circuit breaker is open.
+   * The method's circuit breaker is open. Reserved: not produced until
+   * the circuit breaker exists.
    */
   HOTMOD_STATUS_CIRCUIT_OPEN = 2007,
   /**

@@ -29,8 +29,11 @@ mod call;
 mod module;
 mod runtime;
 mod stats;
+#[cfg(test)]
+mod symbol_list;
 
-// One `.symver name, name@@NODE` per export, generated from src/symbols.txt.
+// One `.symver name, name@@NODE` per export, generated from src/symbols.txt;
+// only in the cdylib build (see build.rs).
 #[cfg(all(hotmod_symver, not(test)))]
 include!(concat!(env!("OUT_DIR"), "/symver.rs"));
 
