@@ -69,6 +69,11 @@ static void test_version_and_status(void) {
       HOTMOD_STATUS_BAD_MANIFEST,
       HOTMOD_STATUS_VERSION_CONFLICT,
       HOTMOD_STATUS_UNSAFE_FILE,
+      HOTMOD_STATUS_FILE_TOO_LARGE,
+      HOTMOD_STATUS_PREFLIGHT_FAILED,
+      HOTMOD_STATUS_KEPT_MAPPED_LIMIT,
+      HOTMOD_STATUS_SANDBOX_UNAVAILABLE,
+      HOTMOD_STATUS_WORKER_UNAVAILABLE,
       HOTMOD_STATUS_METHOD_NOT_FOUND,
       HOTMOD_STATUS_MODULE_NOT_FOUND,
       HOTMOD_STATUS_PLUGIN_ERROR,
@@ -103,7 +108,7 @@ static void test_version_and_status(void) {
     }
   }
   CHECK_CONTAINS(hotmod_status_str(HOTMOD_STATUS_FILE_MISSING), "not found");
-  static const int32_t unknown[] = {-1, 1, 42, 1000, 1017, 2012, 3005, 9003, INT32_MIN, INT32_MAX};
+  static const int32_t unknown[] = {-1, 1, 42, 1000, 1022, 2012, 3005, 9003, INT32_MIN, INT32_MAX};
   for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
     CHECK_STR_EQ(hotmod_status_str(unknown[i]), "unknown status");
   }

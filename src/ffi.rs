@@ -11,25 +11,18 @@
 //! A unit test checks that no export lacks the boundary or runs anything
 //! outside it.
 //!
-//! The last-error store is a thread-local, and C may call hotmod while its
-//! thread is being torn down (from a `pthread_key` destructor, which glibc
-//! runs after the thread-locals are destroyed). Every access to it goes
-//! through `try_with`: when the store is gone, the message is dropped and
-//! `hotmod_last_error_message()` answers the static [`UNAVAILABLE`] text;
-//! the status code still says what failed.
+//! C may call hotmod while its thread is being torn down: from a
+//! `pthread_key` destructor, which glibc runs after the thread's Rust
+//! thread-locals are destroyed. The last-error store is built for that
+//! (see [`store`]): it never panics, never leaks, and when it cannot hold a
+//! message `hotmod_last_error_message()` answers the static
+//! [`UNAVAILABLE`] text; the status code still says what failed.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use hotmod_core::{Error, Status};
-
-thread_local! {
-    // Const-initialised (no lazy-initialisation check); a static message
-    // needs no allocation.
-    static LAST_ERROR: RefCell<Cow<'static, CStr>> = const { RefCell::new(Cow::Borrowed(c"")) };
-}
 
 /// What `hotmod_last_error_message()` answers when the calling thread's
 /// last-error store is no longer available (the thread is exiting).
@@ -108,22 +101,117 @@ fn forget_panic(r: std::thread::Result<()>) {
 }
 
 /// Stores this thread's last error; does nothing (and never panics) when
-/// the store is already destroyed or borrowed.
+/// there is no store for it.
 fn store_last_error(msg: Cow<'static, CStr>) {
-    let _ = LAST_ERROR.try_with(|l| {
-        if let Ok(mut slot) = l.try_borrow_mut() {
-            *slot = msg;
-        }
-    });
+    store::set(msg);
 }
 
 /// Pointer to this thread's last error message (valid until the next
-/// failing hotmod call on this thread), or to [`UNAVAILABLE`] while the
-/// thread is exiting.
+/// failing hotmod call on this thread), or to [`UNAVAILABLE`] when the
+/// store cannot be reached.
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR
-        .try_with(|l| l.try_borrow().map(|m| m.as_ptr()).unwrap_or(UNAVAILABLE.as_ptr()))
-        .unwrap_or(UNAVAILABLE.as_ptr())
+    store::get().unwrap_or(UNAVAILABLE.as_ptr())
+}
+
+/// The per-thread last-error store.
+///
+/// On Unix it is a `pthread_key` whose destructor frees the message. A Rust
+/// thread-local with a destructor cannot be used there: during thread
+/// teardown (a host's key destructor calling hotmod after the thread-locals
+/// were destroyed) a first use registers a destructor that glibc never runs,
+/// leaking the message; a key's value set during the key-destructor rounds
+/// is freed in the next round (glibc runs up to
+/// PTHREAD_DESTRUCTOR_ITERATIONS of them). The key is deleted when the
+/// library is unloaded, so no destructor of an unmapped library is left
+/// registered.
+///
+/// Elsewhere it is a Rust thread-local reached only through `try_with`:
+/// once it is destroyed, messages are dropped and [`UNAVAILABLE`] is
+/// answered.
+#[cfg(unix)]
+mod store {
+    use std::borrow::Cow;
+    use std::ffi::{c_char, c_void, CStr, CString};
+    use std::sync::OnceLock;
+
+    /// The key, created on first use (None if the system refused one).
+    static KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
+
+    /// Destructor of the key's values, all from `CString::into_raw`.
+    unsafe extern "C" fn free_message(p: *mut c_void) {
+        if !p.is_null() {
+            // SAFETY: every value stored under KEY comes from CString::into_raw.
+            drop(unsafe { CString::from_raw(p as *mut c_char) });
+        }
+    }
+
+    fn key() -> Option<libc::pthread_key_t> {
+        *KEY.get_or_init(|| {
+            let mut k: libc::pthread_key_t = 0;
+            // SAFETY: k is a valid out-parameter; free_message has the destructor's type.
+            (unsafe { libc::pthread_key_create(&mut k, Some(free_message)) } == 0).then_some(k)
+        })
+    }
+
+    pub(super) fn set(msg: Cow<'static, CStr>) {
+        let Some(k) = key() else { return };
+        let new = msg.into_owned().into_raw();
+        // SAFETY: k is a live key; the old value is ours (or NULL).
+        unsafe {
+            let old = libc::pthread_getspecific(k);
+            if libc::pthread_setspecific(k, new as *const c_void) == 0 {
+                free_message(old);
+            } else {
+                free_message(new as *mut c_void);
+            }
+        }
+    }
+
+    pub(super) fn get() -> Option<*const c_char> {
+        let k = key()?;
+        // SAFETY: k is a live key.
+        let p = unsafe { libc::pthread_getspecific(k) };
+        Some(if p.is_null() { c"".as_ptr() } else { p as *const c_char })
+    }
+
+    /// Deletes the key when the library is unloaded (the values still set
+    /// are left to the process: no destructor may point into unmapped code).
+    #[cfg(all(not(test), not(target_vendor = "apple")))]
+    #[used]
+    #[link_section = ".fini_array"]
+    static DELETE_KEY_AT_UNLOAD: extern "C" fn() = delete_key;
+
+    #[cfg(all(not(test), not(target_vendor = "apple")))]
+    extern "C" fn delete_key() {
+        if let Some(Some(k)) = KEY.get() {
+            // SAFETY: a key we created; nothing uses it after unload.
+            unsafe { libc::pthread_key_delete(*k) };
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod store {
+    use std::borrow::Cow;
+    use std::cell::RefCell;
+    use std::ffi::{c_char, CStr};
+
+    thread_local! {
+        // Const-initialised; a static message needs no allocation.
+        static LAST_ERROR: RefCell<Cow<'static, CStr>> = const { RefCell::new(Cow::Borrowed(c"")) };
+    }
+
+    pub(super) fn set(msg: Cow<'static, CStr>) {
+        let _ = LAST_ERROR.try_with(|l| {
+            if let Ok(mut slot) = l.try_borrow_mut() {
+                *slot = msg;
+            }
+        });
+    }
+
+    pub(super) fn get() -> Option<*const c_char> {
+        LAST_ERROR.try_with(|l| l.try_borrow().ok().map(|m| m.as_ptr())).ok().flatten()
+    }
 }
 
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
