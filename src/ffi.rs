@@ -273,6 +273,7 @@ pub(crate) trait BoxHandle: Sized {
 }
 
 #[cold]
+#[inline(never)]
 pub(crate) fn null(what: &str) -> Error {
     Error::new(Status::NullArgument, format!("expected a non-NULL {what}, found NULL"))
 }
