@@ -25,8 +25,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use hotmod_core::{Error, Status};
 
 /// What `hotmod_last_error_message()` answers when the calling thread's
-/// last-error store is no longer available (the thread is exiting).
-pub(crate) const UNAVAILABLE: &CStr = c"hotmod: no error message is available: the calling thread is exiting and its thread-local storage is gone (the returned status code says what failed)";
+/// last-error store cannot be reached (its thread-local storage is gone
+/// because the thread is exiting, or none could be created).
+pub(crate) const UNAVAILABLE: &CStr = c"hotmod: no error message is available: the calling thread's error store cannot be reached (the thread is exiting, or no thread-local storage was left); the returned status code says what failed";
 
 /// Stored when reporting a panic panicked too.
 const PANIC_IN_REPORT: &CStr = c"internal error: hotmod panicked, and formatting the panic message failed";
