@@ -28,6 +28,16 @@
   } while (0)
 
 static const char BAD[] = "check\xff\xfe"; /* not UTF-8 */
+/* A path that is not UTF-8: accepted on Unix (paths are bytes), naming nothing. */
+static const char BAD_PATH[] = "/nonexistent-\xff\xfe/libx.so";
+
+/* A path argument that is not UTF-8 is used as given: the call fails on the
+ * file (not on the encoding), and the message names it. */
+#define EXPECT_PATH_USED(call, want)                                 \
+  do {                                                               \
+    CHECK_STATUS(call, want);                                        \
+    CHECK_CONTAINS(hotmod_last_error_message(), "/nonexistent-");    \
+  } while (0)
 static const uint8_t IN[] = "123456789";
 
 static int sentinel_storage;
@@ -209,7 +219,7 @@ int main(void) {
   p = SENT;
   EXPECT_NULL(hotmod_runtime_load(NULL, probe, NULL, (hotmod_module **)&p), "rt");
   EXPECT_NULL(hotmod_runtime_load(rt, NULL, NULL, (hotmod_module **)&p), "path");
-  EXPECT_NOT_UTF8(hotmod_runtime_load(rt, BAD, NULL, (hotmod_module **)&p));
+  EXPECT_PATH_USED(hotmod_runtime_load(rt, BAD_PATH, NULL, (hotmod_module **)&p), HOTMOD_STATUS_FILE_MISSING);
   CHECK(p == SENT);
   CHECK_OK(hotmod_runtime_load(rt, probe, NULL, NULL)); /* opts and out are optional */
   CHECK_OK(hotmod_runtime_unload(rt, "probe", 0));
@@ -220,7 +230,8 @@ int main(void) {
   EXPECT_NULL(hotmod_runtime_upgrade(rt, NULL, v2, NULL, 0, (hotmod_module **)&p), "name");
   EXPECT_NULL(hotmod_runtime_upgrade(rt, "checksum", NULL, NULL, 0, (hotmod_module **)&p), "path");
   EXPECT_NOT_UTF8(hotmod_runtime_upgrade(rt, BAD, v2, NULL, 0, (hotmod_module **)&p));
-  EXPECT_NOT_UTF8(hotmod_runtime_upgrade(rt, "checksum", BAD, NULL, 0, (hotmod_module **)&p));
+  EXPECT_PATH_USED(hotmod_runtime_upgrade(rt, "checksum", BAD_PATH, NULL, 0, (hotmod_module **)&p),
+                   HOTMOD_STATUS_FILE_MISSING);
   CHECK(p == SENT);
   /* opts and out are optional (same version: the dependent accepts it). */
   CHECK_OK(hotmod_runtime_upgrade(rt, "checksum", PLUGIN("libchecksum.so"), NULL, 0, NULL));
@@ -246,18 +257,18 @@ int main(void) {
 
   EXPECT_NULL(hotmod_runtime_apply_manifest(NULL, manifest), "rt");
   EXPECT_NULL(hotmod_runtime_apply_manifest(rt, NULL), "path");
-  EXPECT_NOT_UTF8(hotmod_runtime_apply_manifest(rt, BAD));
+  EXPECT_PATH_USED(hotmod_runtime_apply_manifest(rt, BAD_PATH), HOTMOD_STATUS_BAD_MANIFEST);
   CHECK_OK(hotmod_runtime_apply_manifest(rt, manifest));
 
   EXPECT_NULL(hotmod_runtime_watch_dir(NULL, wdir, 100, 0), "rt");
   EXPECT_NULL(hotmod_runtime_watch_dir(rt, NULL, 100, 0), "dir");
-  EXPECT_NOT_UTF8(hotmod_runtime_watch_dir(rt, BAD, 100, HOTMOD_WATCH_UNLOAD_ON_REMOVE));
+  EXPECT_PATH_USED(hotmod_runtime_watch_dir(rt, BAD_PATH, 100, HOTMOD_WATCH_UNLOAD_ON_REMOVE), HOTMOD_STATUS_FILE_MISSING);
   /* None of those started a watch: unwatching finds nothing. */
   CHECK_STATUS(hotmod_runtime_unwatch_dir(rt, wdir), HOTMOD_STATUS_INVALID_ARGUMENT);
   CHECK_OK(hotmod_runtime_watch_dir(rt, wdir, 100, 0));
   EXPECT_NULL(hotmod_runtime_unwatch_dir(NULL, wdir), "rt");
   EXPECT_NULL(hotmod_runtime_unwatch_dir(rt, NULL), "dir");
-  EXPECT_NOT_UTF8(hotmod_runtime_unwatch_dir(rt, BAD));
+  EXPECT_PATH_USED(hotmod_runtime_unwatch_dir(rt, BAD_PATH), HOTMOD_STATUS_INVALID_ARGUMENT);
   CHECK_OK(hotmod_runtime_unwatch_dir(rt, wdir)); /* still watched until now */
   CHECK(unlink(manifest) == 0 && rmdir(wdir) == 0);
 

@@ -167,15 +167,18 @@ enum hotmod_status
    */
   HOTMOD_STATUS_PLUGIN_PANICKED = 2004,
   /**
-   * The plugin crashed (out-of-process worker died).
+   * The plugin crashed (out-of-process worker died). Reserved: not
+   * produced until the out-of-process mode exists.
    */
   HOTMOD_STATUS_PLUGIN_CRASHED = 2005,
   /**
-   * The call did not finish in time.
+   * The call did not finish in time. Reserved: not produced until call
+   * timeouts (out-of-process mode) exist.
    */
   HOTMOD_STATUS_TIMEOUT = 2006,
   /**
-   * The method's circuit breaker is open.
+   * The method's circuit breaker is open. Reserved: not produced until
+   * the circuit breaker exists.
    */
   HOTMOD_STATUS_CIRCUIT_OPEN = 2007,
   /**
@@ -467,7 +470,7 @@ const char *hotmod_last_error_message(void);
 void hotmod_method_free(struct hotmod_method *m);
 
 /**
- * Resolves `module`.`method` to a handle (`*out` owns it).
+ * Resolves `module`.`method` (both UTF-8) to a handle (`*out` owns it).
  *
  * # Safety
  * `rt` from `hotmod_runtime_new`; strings NUL-terminated; `out` writable.
@@ -510,7 +513,7 @@ hotmod_status hotmod_method_call_into(const struct hotmod_method *m,
                                       size_t *out_len);
 
 /**
- * Calls `module`.`method` by name; `*out` owns a buffer with the result.
+ * Calls `module`.`method` by name (both UTF-8); `*out` owns a buffer with the result.
  * Convenient; for repeated calls resolve a handle once instead. Adds
  * `HOTMOD_STATUS_MODULE_NOT_FOUND` and `HOTMOD_STATUS_METHOD_NOT_FOUND` to
  * the errors of `hotmod_method_call`.
@@ -592,7 +595,8 @@ hotmod_status hotmod_module_version(const struct hotmod_module *m, const char **
 hotmod_status hotmod_module_description(const struct hotmod_module *m, const char **out);
 
 /**
- * Absolute path of the file the module was loaded from.
+ * Absolute path of the file the module was loaded from: its bytes as the
+ * operating system gave them (on Unix not necessarily UTF-8).
  *
  * # Safety
  * `m` a module handle; `out` writable.
@@ -648,7 +652,7 @@ hotmod_status hotmod_module_dependency_info(const struct hotmod_module *m,
                                             const char **requirement);
 
 /**
- * Resolves method `name` of the module's active version to a handle
+ * Resolves method `name` (UTF-8) of the module's active version to a handle
  * (`*out` owns it). `HOTMOD_STATUS_METHOD_NOT_FOUND` if it has none.
  *
  * # Safety
@@ -729,6 +733,11 @@ hotmod_status hotmod_load_options_set_allow_world_writable(struct hotmod_load_op
  * Loads the plugin at `path` (relative paths are resolved against the
  * current directory) and activates it.
  *
+ * `path`, like every file-system path of this API, is a NUL-terminated
+ * byte string: on Unix any bytes are accepted (non-UTF-8 names included),
+ * on Windows it must be UTF-8. Names (of modules, methods, host functions)
+ * must be UTF-8 everywhere (`HOTMOD_STATUS_INVALID_ARGUMENT` otherwise).
+ *
  * `opts` is optional (NULL: defaults). `out` is optional: NULL if you do
  * not need a module handle; otherwise `*out` owns a new `hotmod_module` on
  * success. Errors: `HOTMOD_STATUS_FILE_MISSING`,
@@ -757,6 +766,7 @@ hotmod_status hotmod_runtime_load(const struct hotmod_runtime *rt,
  * (`HOTMOD_STATUS_SIGNATURE_MISMATCH`, `HOTMOD_STATUS_VERSION_CONFLICT`,
  * `HOTMOD_STATUS_DEPENDENCY_CYCLE`, `HOTMOD_STATUS_INIT_FAILED`, or any load
  * error). `flags`: `HOTMOD_UPGRADE_FORCE`. `opts` and `out` are optional.
+ * `name` is UTF-8; `path` is bytes on Unix (see `hotmod_runtime_load`).
  *
  * # Safety
  * As for `hotmod_runtime_load`; `name` NUL-terminated.
@@ -769,7 +779,7 @@ hotmod_status hotmod_runtime_upgrade(const struct hotmod_runtime *rt,
                                      struct hotmod_module **out);
 
 /**
- * Unloads module `name`: new calls are refused at once, calls in flight
+ * Unloads module `name` (UTF-8): new calls are refused at once, calls in flight
  * finish, then it is destroyed. Refused with `HOTMOD_STATUS_MODULE_IN_USE`
  * while other modules depend on it, unless `flags` has
  * `HOTMOD_UNLOAD_CASCADE`.
@@ -782,7 +792,7 @@ hotmod_status hotmod_runtime_unload(const struct hotmod_runtime *rt,
                                     uint32_t flags);
 
 /**
- * Registers (or replaces) the host function `name` for plugins to call.
+ * Registers (or replaces) the host function `name` (UTF-8) for plugins to call.
  *
  * The library takes ownership of `user_data` whatever the outcome:
  * `free_user_data` (optional) runs exactly once — when the function is
@@ -818,7 +828,7 @@ hotmod_status hotmod_runtime_set_event_callback(const struct hotmod_runtime *rt,
                                                 hotmod_free_fn free_user_data);
 
 /**
- * Looks up a loaded module by name; `*out` owns a new handle on success.
+ * Looks up a loaded module by name (UTF-8); `*out` owns a new handle on success.
  * `HOTMOD_STATUS_MODULE_NOT_FOUND` if none.
  *
  * # Safety
@@ -863,7 +873,8 @@ hotmod_status hotmod_runtime_module_at(const struct hotmod_runtime *rt,
  * it again with the edited file upgrades entries whose file or config
  * changed, loads new ones and unloads entries that were removed or
  * disabled; modules loaded outside this manifest are left alone. Every
- * entry is checked before anything changes. Errors:
+ * entry is checked before anything changes. `path` is bytes on Unix (see
+ * `hotmod_runtime_load`). Errors:
  * `HOTMOD_STATUS_BAD_MANIFEST` (with file and line), or the load error of
  * the entry at fault (its line added to the message).
  *
@@ -873,7 +884,7 @@ hotmod_status hotmod_runtime_module_at(const struct hotmod_runtime *rt,
 hotmod_status hotmod_runtime_apply_manifest(const struct hotmod_runtime *rt, const char *path);
 
 /**
- * Watches directory `dir`: plugin files already there are loaded now (in
+ * Watches directory `dir` (bytes on Unix, see `hotmod_runtime_load`): plugin files already there are loaded now (in
  * dependency order); afterwards a new file is loaded, a replaced file
  * upgrades its module, and (with `HOTMOD_WATCH_UNLOAD_ON_REMOVE`) a removed
  * file unloads it. A file is acted on once its size and modification time

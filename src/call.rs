@@ -43,7 +43,7 @@ pub unsafe extern "C" fn hotmod_method_free(m: *mut hotmod_method) {
     })
 }
 
-/// Resolves `module`.`method` to a handle (`*out` owns it).
+/// Resolves `module`.`method` (both UTF-8) to a handle (`*out` owns it).
 ///
 /// # Safety
 /// `rt` from `hotmod_runtime_new`; strings NUL-terminated; `out` writable.
@@ -127,7 +127,7 @@ pub unsafe extern "C" fn hotmod_method_call_into(
     })
 }
 
-/// Calls `module`.`method` by name; `*out` owns a buffer with the result.
+/// Calls `module`.`method` by name (both UTF-8); `*out` owns a buffer with the result.
 /// Convenient; for repeated calls resolve a handle once instead. Adds
 /// `HOTMOD_STATUS_MODULE_NOT_FOUND` and `HOTMOD_STATUS_METHOD_NOT_FOUND` to
 /// the errors of `hotmod_method_call`.

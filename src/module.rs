@@ -5,7 +5,7 @@ use std::ffi::{c_char, CString};
 use hotmod_core::{Module, Status};
 
 use crate::call::hotmod_method;
-use crate::ffi::{cstring, nth, out_arg, str_arg, write_out, BoxHandle};
+use crate::ffi::{cstring, nth, out_arg, path_cstring, str_arg, write_out, BoxHandle};
 
 /// A loaded module. Calls through it reach the module's active version;
 /// introspection describes the version that was active when the handle was
@@ -35,7 +35,7 @@ impl ModuleBox {
             name: cstring(&i.name),
             version: cstring(&i.version),
             description: cstring(&i.description),
-            path: cstring(&i.path.display().to_string()),
+            path: path_cstring(&i.path),
             sha256: cstring(&i.sha256),
             methods: i.methods.iter().map(|m| (cstring(&m.name), cstring(&m.signature))).collect(),
             dependencies: i.dependencies.iter().map(|d| (cstring(&d.name), cstring(&d.requirement))).collect(),
@@ -112,7 +112,8 @@ pub unsafe extern "C" fn hotmod_module_description(m: *const hotmod_module, out:
     ffi_status!({ module_string(m, out, |b| &b.description) })
 }
 
-/// Absolute path of the file the module was loaded from.
+/// Absolute path of the file the module was loaded from: its bytes as the
+/// operating system gave them (on Unix not necessarily UTF-8).
 ///
 /// # Safety
 /// `m` a module handle; `out` writable.
@@ -202,7 +203,7 @@ pub unsafe extern "C" fn hotmod_module_dependency_info(
     })
 }
 
-/// Resolves method `name` of the module's active version to a handle
+/// Resolves method `name` (UTF-8) of the module's active version to a handle
 /// (`*out` owns it). `HOTMOD_STATUS_METHOD_NOT_FOUND` if it has none.
 ///
 /// # Safety

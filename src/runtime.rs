@@ -1,7 +1,6 @@
 //! Runtime, load options, load/upgrade/unload, host functions and events.
 
 use std::ffi::{c_char, c_void};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use hotmod_core::abi::hotmod_output;
 use hotmod_core::watch::{self, WatchOptions, Watcher};
 use hotmod_core::{Error, Event, HostFunction, LoadOptions, OutputWriter, Runtime, Status, UpgradeOptions};
 
-use crate::ffi::{self, out_arg, str_arg, write_out, BoxHandle, ForeignData};
+use crate::ffi::{self, out_arg, path_arg, str_arg, write_out, BoxHandle, ForeignData};
 use crate::module::{hotmod_module, ModuleBox};
 
 /// A hotmod runtime: the set of loaded modules and the host's services.
@@ -219,6 +218,11 @@ fn options_or_default(opts: *const hotmod_load_options) -> Result<LoadOptions, E
 /// Loads the plugin at `path` (relative paths are resolved against the
 /// current directory) and activates it.
 ///
+/// `path`, like every file-system path of this API, is a NUL-terminated
+/// byte string: on Unix any bytes are accepted (non-UTF-8 names included),
+/// on Windows it must be UTF-8. Names (of modules, methods, host functions)
+/// must be UTF-8 everywhere (`HOTMOD_STATUS_INVALID_ARGUMENT` otherwise).
+///
 /// `opts` is optional (NULL: defaults). `out` is optional: NULL if you do
 /// not need a module handle; otherwise `*out` owns a new `hotmod_module` on
 /// success. Errors: `HOTMOD_STATUS_FILE_MISSING`,
@@ -243,7 +247,7 @@ pub unsafe extern "C" fn hotmod_runtime_load(
         // SAFETY: per the contract.
         let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         // SAFETY: per the contract.
-        let path = unsafe { str_arg(path, "path")? };
+        let path = unsafe { path_arg(path, "path")? };
         let m = rt.load(path, &options_or_default(opts)?)?;
         if !out.is_null() {
             // SAFETY: non-NULL out is writable per the contract.
@@ -261,6 +265,7 @@ pub unsafe extern "C" fn hotmod_runtime_load(
 /// (`HOTMOD_STATUS_SIGNATURE_MISMATCH`, `HOTMOD_STATUS_VERSION_CONFLICT`,
 /// `HOTMOD_STATUS_DEPENDENCY_CYCLE`, `HOTMOD_STATUS_INIT_FAILED`, or any load
 /// error). `flags`: `HOTMOD_UPGRADE_FORCE`. `opts` and `out` are optional.
+/// `name` is UTF-8; `path` is bytes on Unix (see `hotmod_runtime_load`).
 ///
 /// # Safety
 /// As for `hotmod_runtime_load`; `name` NUL-terminated.
@@ -279,7 +284,7 @@ pub unsafe extern "C" fn hotmod_runtime_upgrade(
         // SAFETY: per the contract.
         let name = unsafe { str_arg(name, "name")? };
         // SAFETY: per the contract.
-        let path = unsafe { str_arg(path, "path")? };
+        let path = unsafe { path_arg(path, "path")? };
         let opts = UpgradeOptions { load: options_or_default(opts)?, force: flags & HOTMOD_UPGRADE_FORCE != 0 };
         let m = rt.upgrade(name, path, &opts)?;
         if !out.is_null() {
@@ -290,7 +295,7 @@ pub unsafe extern "C" fn hotmod_runtime_upgrade(
     })
 }
 
-/// Unloads module `name`: new calls are refused at once, calls in flight
+/// Unloads module `name` (UTF-8): new calls are refused at once, calls in flight
 /// finish, then it is destroyed. Refused with `HOTMOD_STATUS_MODULE_IN_USE`
 /// while other modules depend on it, unless `flags` has
 /// `HOTMOD_UNLOAD_CASCADE`.
@@ -325,7 +330,7 @@ impl HostFunction for CHostFunction {
     }
 }
 
-/// Registers (or replaces) the host function `name` for plugins to call.
+/// Registers (or replaces) the host function `name` (UTF-8) for plugins to call.
 ///
 /// The library takes ownership of `user_data` whatever the outcome:
 /// `free_user_data` (optional) runs exactly once — when the function is
@@ -399,7 +404,7 @@ pub unsafe extern "C" fn hotmod_runtime_set_event_callback(
     })
 }
 
-/// Looks up a loaded module by name; `*out` owns a new handle on success.
+/// Looks up a loaded module by name (UTF-8); `*out` owns a new handle on success.
 /// `HOTMOD_STATUS_MODULE_NOT_FOUND` if none.
 ///
 /// # Safety
@@ -480,7 +485,8 @@ pub const HOTMOD_WATCH_UNLOAD_ON_REMOVE: u32 = 1;
 /// it again with the edited file upgrades entries whose file or config
 /// changed, loads new ones and unloads entries that were removed or
 /// disabled; modules loaded outside this manifest are left alone. Every
-/// entry is checked before anything changes. Errors:
+/// entry is checked before anything changes. `path` is bytes on Unix (see
+/// `hotmod_runtime_load`). Errors:
 /// `HOTMOD_STATUS_BAD_MANIFEST` (with file and line), or the load error of
 /// the entry at fault (its line added to the message).
 ///
@@ -492,12 +498,12 @@ pub unsafe extern "C" fn hotmod_runtime_apply_manifest(rt: *const hotmod_runtime
         // SAFETY: per the contract.
         let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         // SAFETY: per the contract.
-        let path = unsafe { str_arg(path, "path")? };
+        let path = unsafe { path_arg(path, "path")? };
         b.apply_manifest(path).map(|_| ())
     })
 }
 
-/// Watches directory `dir`: plugin files already there are loaded now (in
+/// Watches directory `dir` (bytes on Unix, see `hotmod_runtime_load`): plugin files already there are loaded now (in
 /// dependency order); afterwards a new file is loaded, a replaced file
 /// upgrades its module, and (with `HOTMOD_WATCH_UNLOAD_ON_REMOVE`) a removed
 /// file unloads it. A file is acted on once its size and modification time
@@ -522,7 +528,7 @@ pub unsafe extern "C" fn hotmod_runtime_watch_dir(
         // SAFETY: per the contract.
         let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         // SAFETY: per the contract.
-        let dir = unsafe { str_arg(dir, "dir")? };
+        let dir = unsafe { path_arg(dir, "dir")? };
         let mut opts =
             WatchOptions { unload_on_remove: flags & HOTMOD_WATCH_UNLOAD_ON_REMOVE != 0, ..Default::default() };
         if debounce_ms > 0 {
@@ -546,9 +552,9 @@ pub unsafe extern "C" fn hotmod_runtime_unwatch_dir(rt: *const hotmod_runtime, d
         // SAFETY: per the contract.
         let b = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
         // SAFETY: per the contract.
-        let dir = unsafe { str_arg(dir, "dir")? };
+        let dir = unsafe { path_arg(dir, "dir")? };
         // Watchers store their directory canonical: every spelling names one.
-        let abs = hotmod_core::loader::identity_path(Path::new(dir));
+        let abs = hotmod_core::loader::identity_path(dir);
         let watcher = {
             let mut watchers = b.watchers.lock().unwrap_or_else(|e| e.into_inner());
             let Some(i) = watchers.iter().position(|w| w.dir() == abs) else {

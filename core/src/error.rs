@@ -65,11 +65,14 @@ pub enum Status {
     PluginError = 2003,
     /// The plugin method panicked (caught by the SDK or a worker).
     PluginPanicked = 2004,
-    /// The plugin crashed (out-of-process worker died).
+    /// The plugin crashed (out-of-process worker died). Reserved: not
+    /// produced until the out-of-process mode exists.
     PluginCrashed = 2005,
-    /// The call did not finish in time.
+    /// The call did not finish in time. Reserved: not produced until call
+    /// timeouts (out-of-process mode) exist.
     Timeout = 2006,
-    /// The method's circuit breaker is open.
+    /// The method's circuit breaker is open. Reserved: not produced until
+    /// the circuit breaker exists.
     CircuitOpen = 2007,
     /// The handle's module was unloaded, or its method removed by a forced upgrade.
     StaleHandle = 2008,

@@ -32,7 +32,8 @@ use crate::runtime::RuntimeInner;
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
-    /// Mapped; entry symbol found.
+    /// Mapped; entry symbol found. Reserved: never reported today (a
+    /// version becomes visible once validated).
     Loaded = 0,
     /// Descriptor and dependencies checked.
     Validated = 1,
