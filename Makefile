@@ -149,8 +149,11 @@ test-rust: all
 test-go:
 	cd sdk/go && GOFLAGS=-mod=mod GOPROXY=off $(GO) vet ./... && GOFLAGS=-mod=mod GOPROXY=off $(GO) test ./...
 
+# Also: hotmod-core and hotmod build as dependencies of another workspace
+# (no symbol versioning outside the explicit cdylib build).
 check-abi: lib
 	scripts/check-symbols.sh $(LIB)
+	scripts/check-as-dependency.sh
 	scripts/gen-headers.sh --check
 	$(MAKE) -C c-tests headers hpp
 
