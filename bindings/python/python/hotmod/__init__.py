@@ -1,7 +1,8 @@
 """hotmod: hot-swappable native plugin modules for Python.
 
 Load plugin modules (``.so`` files written in C, C++, Rust, Zig, Go...), call
-their methods with zero-copy buffers and the GIL released, upgrade them
+their methods with zero-copy buffers, holding or releasing the GIL as a
+policy says (``Runtime(gil=...)``, ``Method.gil``), upgrade them
 under load without a restart, and watch them; or let a TOML manifest
 (:meth:`Runtime.apply_manifest`) or a watched directory
 (:meth:`Runtime.watch`) decide what runs::
