@@ -38,11 +38,12 @@ export declare class Method {
    */
   callSync(input?: ArrayBufferView | ArrayBuffer | string): Buffer
   /**
-   * Calls the method on a libuv worker thread and resolves to its output
-   * (see `callSync` for input and output), so a slow plugin never blocks
-   * the event loop. The input is read in place: do not modify, transfer
-   * or detach it until the promise settles. Rejects with an `Error` whose
-   * `code` is a `Status`.
+   * Calls the method on one of hotmod's call threads and resolves to its
+   * output (see `callSync` for input and output), so a slow plugin never
+   * blocks the event loop. The input is copied when the call starts, so
+   * it may be modified, transferred or detached at once; a view over a
+   * `SharedArrayBuffer` (which cannot be detached) is read in place
+   * instead. Rejects with an `Error` whose `code` is a `Status`.
    */
   call(input?: ArrayBufferView | ArrayBuffer | string): Promise<Buffer>
   /**
@@ -231,7 +232,7 @@ export declare class Runtime {
    */
   callSync(module: string, method: string, input?: ArrayBufferView | ArrayBuffer | string): Buffer
   /**
-   * Calls `module.method` by name on a libuv worker thread; resolves to
+   * Calls `module.method` by name on a call thread; resolves to
    * its output (see `Method.call`).
    */
   call(module: string, method: string, input?: ArrayBufferView | ArrayBuffer | string): Promise<Buffer>

@@ -525,7 +525,7 @@ impl Runtime {
         unsafe { fast::call_name(env.raw(), &self.core, module.raw(), method.raw(), input.raw()) }
     }
 
-    /// Calls `module.method` by name on a libuv worker thread; resolves to
+    /// Calls `module.method` by name on a call thread; resolves to
     /// its output (see `Method.call`).
     #[napi(
         catch_unwind,
@@ -538,7 +538,7 @@ impl Runtime {
         unsafe {
             let module = input::string_arg(env, module.raw(), "Runtime.call", "the module name")?;
             let method = input::string_arg(env, method.raw(), "Runtime.call", "the method name")?;
-            let bytes = input::read(env, input.raw(), "Runtime.call")?;
+            let bytes = input::read_async(env, input.raw(), "Runtime.call")?;
             async_call::start(env, Target::Name(self.core.clone(), module, method), bytes, input.raw())
         }
     }
