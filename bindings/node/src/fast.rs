@@ -31,7 +31,10 @@ pub(crate) unsafe fn call_handle(
     // SAFETY: forwarded from the caller.
     unsafe {
         let input = input::read(env, input, "Method.callSync")?;
-        match h.call_with_offer(input.bytes(), output::COPY_MAX) {
+        // The core's default offer lives on its stack, and an output of up
+        // to INLINE_OUTPUT bytes is returned inline: no allocation at all
+        // for small results (a larger offer is a heap allocation per call).
+        match h.call_with_offer(input.bytes(), core::DEFAULT_OUTPUT_OFFER) {
             Ok(out) => output::to_sync_result(env, out),
             Err(e) => Err(errors::throw_core(env, &e)),
         }
