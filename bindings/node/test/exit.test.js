@@ -61,7 +61,7 @@ test('process.exit() with every async thread blocked, and more calls queued', ()
   expectExit(r, 0)
 })
 
-test('process.exit() from a host function called by a blocked async call', () => {
+test('process.exit() with a blocked async call and a module whose destroy hook calls a host function', () => {
   const r = run(`
     const rt = new hotmod.Runtime()
     rt.load(probe)
@@ -73,4 +73,27 @@ test('process.exit() from a host function called by a blocked async call', () =>
     process.exit(5)
   `)
   expectExit(r, 5)
+})
+
+test('terminating a worker thread while its async call is blocked in a plugin', () => {
+  const r = run(`
+    const { Worker } = require('node:worker_threads')
+    const w = new Worker(\`
+      const { parentPort } = require('node:worker_threads')
+      const hotmod = require(${JSON.stringify(path.join(__dirname, '..'))})
+      const rt = new hotmod.Runtime()
+      rt.load(${JSON.stringify(plugin('libprobe.so'))})
+      const b = Buffer.alloc(4); b.writeUInt32LE(1000)
+      rt.call('probe', 'sleep_ms', b)
+      setTimeout(() => parentPort.postMessage('started'), 100)
+    \`, { eval: true })
+    await new Promise((resolve) => w.once('message', resolve))
+    await w.terminate()
+    // The call ends after its worker's environment is gone: its result is
+    // dropped, nothing crashes.
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    console.log('exiting')
+    process.exit(0)
+  `)
+  expectExit(r, 0)
 })
