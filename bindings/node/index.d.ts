@@ -38,11 +38,12 @@ export declare class Method {
    */
   callSync(input?: ArrayBufferView | ArrayBuffer | string): Buffer
   /**
-   * Calls the method on a libuv worker thread and resolves to its output
-   * (see `callSync` for input and output), so a slow plugin never blocks
-   * the event loop. The input is read in place: do not modify, transfer
-   * or detach it until the promise settles. Rejects with an `Error` whose
-   * `code` is a `Status`.
+   * Calls the method on one of hotmod's call threads and resolves to its
+   * output (see `callSync` for input and output), so a slow plugin never
+   * blocks the event loop. The input is copied when the call starts, so
+   * it may be modified, transferred or detached at once; a view over a
+   * `SharedArrayBuffer` (which cannot be detached) is read in place
+   * instead. Rejects with an `Error` whose `code` is a `Status`.
    */
   call(input?: ArrayBufferView | ArrayBuffer | string): Promise<Buffer>
   /**
@@ -231,7 +232,7 @@ export declare class Runtime {
    */
   callSync(module: string, method: string, input?: ArrayBufferView | ArrayBuffer | string): Buffer
   /**
-   * Calls `module.method` by name on a libuv worker thread; resolves to
+   * Calls `module.method` by name on a call thread; resolves to
    * its output (see `Method.call`).
    */
   call(module: string, method: string, input?: ArrayBufferView | ArrayBuffer | string): Promise<Buffer>
@@ -327,7 +328,10 @@ export interface DependencyInfo {
 
 /**
  * A short description of a status code (`"plugin returned an error"` for
- * 2003), or `undefined` for a number that is not a hotmod status.
+ * 2003), or `null` for a number that is not a hotmod status (a
+ * fraction, NaN, or a number outside the codes' range included: none is
+ * wrapped or truncated onto a code). Anything but a number throws a
+ * `TypeError` with `Status.InvalidArgument`.
  */
 export declare function describeStatus(code: number): string | null
 
@@ -473,8 +477,9 @@ export interface ModuleInfo {
 export interface RuntimeOptions {
   /**
    * How long `upgrade` and `unload` wait for calls in flight on the old
-   * version before returning (milliseconds, default 200). Calls are
-   * never cut short: a version still in use after this is destroyed when
+   * version before returning (milliseconds, 0 to 2147483647, default
+   * 200; anything else throws a `TypeError` with
+   * `Status.InvalidArgument`). Calls are never cut short: a version still in use after this is destroyed when
    * its last call (or output `Buffer`) is done with it.
    */
   drainTimeoutMs?: number
@@ -611,8 +616,9 @@ export declare const VERSION: string
 export interface WatchOptions {
   /**
    * How long a file must stay unchanged before it is acted on
-   * (milliseconds, default 200), so a build still being copied is not
-   * loaded half-written.
+   * (milliseconds, 0 to 2147483647, default 200; anything else throws a
+   * `TypeError` with `Status.InvalidArgument`), so a build still being
+   * copied is not loaded half-written.
    */
   debounceMs?: number
   /**

@@ -1,7 +1,7 @@
 //! Lifecycle events delivered to a JavaScript callback.
 //!
 //! The core emits events synchronously on whichever thread caused them (the
-//! JavaScript thread during `load`/`upgrade`/`unload`, a libuv worker when an
+//! JavaScript thread during `load`/`upgrade`/`unload`, a call thread when an
 //! asynchronous call releases the last reference to a drained version, a
 //! plugin's own thread for its log lines). Every event is queued through a
 //! threadsafe function and delivered on the JavaScript thread, in order, on a

@@ -8,6 +8,7 @@
 //! `index.js` installs them as the classes' `callSync`/`callSyncInto`; both
 //! paths run the same functions below, so they behave identically.
 
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
@@ -31,7 +32,10 @@ pub(crate) unsafe fn call_handle(
     // SAFETY: forwarded from the caller.
     unsafe {
         let input = input::read(env, input, "Method.callSync")?;
-        match h.call_with_offer(input.bytes(), output::COPY_MAX) {
+        // The core's default offer lives on its stack, and an output of up
+        // to INLINE_OUTPUT bytes is returned inline: no allocation at all
+        // for small results (a larger offer is a heap allocation per call).
+        match h.call_with_offer(input.bytes(), core::DEFAULT_OUTPUT_OFFER) {
             Ok(out) => output::to_sync_result(env, out),
             Err(e) => Err(errors::throw_core(env, &e)),
         }
@@ -131,18 +135,43 @@ const RUNTIME_TAG: sys::napi_type_tag =
 pub(crate) trait Tagged: Sized + 'static {
     /// Its type tag.
     const TAG: sys::napi_type_tag;
+    /// The last `External` data pointer of this type whose tag was checked
+    /// on this thread (cleared when that box is freed).
+    fn verified() -> &'static std::thread::LocalKey<Cell<*mut c_void>>;
 }
+
+thread_local! {
+    static VERIFIED_HANDLE: Cell<*mut c_void> = const { Cell::new(ptr::null_mut()) };
+    static VERIFIED_MODULE: Cell<*mut c_void> = const { Cell::new(ptr::null_mut()) };
+    static VERIFIED_RUNTIME: Cell<*mut c_void> = const { Cell::new(ptr::null_mut()) };
+}
+
 impl Tagged for Arc<core::MethodHandle> {
     const TAG: sys::napi_type_tag = HANDLE_TAG;
+    fn verified() -> &'static std::thread::LocalKey<Cell<*mut c_void>> {
+        &VERIFIED_HANDLE
+    }
 }
 impl Tagged for core::Module {
     const TAG: sys::napi_type_tag = MODULE_TAG;
+    fn verified() -> &'static std::thread::LocalKey<Cell<*mut c_void>> {
+        &VERIFIED_MODULE
+    }
 }
 impl Tagged for Arc<core::Runtime> {
     const TAG: sys::napi_type_tag = RUNTIME_TAG;
+    fn verified() -> &'static std::thread::LocalKey<Cell<*mut c_void>> {
+        &VERIFIED_RUNTIME
+    }
 }
 
-unsafe extern "C" fn drop_boxed<T>(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+unsafe extern "C" fn drop_boxed<T: Tagged>(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+    // The address may be reused for a box of another type: forget it.
+    let _ = T::verified().try_with(|v| {
+        if v.get() == data {
+            v.set(ptr::null_mut());
+        }
+    });
     // SAFETY: data is the Box<T> leaked by `external`, finalized once.
     drop(unsafe { Box::from_raw(data as *mut T) });
 }
@@ -170,6 +199,11 @@ pub(crate) unsafe fn external<T: Tagged>(env: sys::napi_env, value: T) -> napi::
 
 /// The value of an `External` made by [`external`] with the same type.
 ///
+/// The type tag check costs more than the rest of the unwrapping, so the
+/// data pointer of the last `External` that passed it is remembered: an
+/// `External` with that pointer holds that live box (boxes are forgotten
+/// when freed, before their address can be reused), so it needs no check.
+///
 /// # Safety
 /// Must run on the JavaScript thread of `env`.
 #[inline]
@@ -177,6 +211,17 @@ unsafe fn unwrap<'a, T: Tagged>(env: sys::napi_env, v: sys::napi_value, ctx: &st
     let mut ok = false;
     let mut data = ptr::null_mut();
     let mut t = 0;
+    // SAFETY: env is live on this thread; napi refuses anything but an
+    // External (without throwing). A remembered pointer is a live Box<T>
+    // (see above), alive while `v` is (an argument of the current call).
+    unsafe {
+        if sys::napi_get_value_external(env, v, &mut data) == sys::Status::napi_ok
+            && !data.is_null()
+            && T::verified().with(|c| c.get()) == data
+        {
+            return Ok(&*(data as *const T));
+        }
+    }
     // SAFETY: env is live on this thread; the tag proves the External holds
     // a T, alive while `v` is (it is an argument of the current call).
     unsafe {
@@ -189,6 +234,7 @@ unsafe fn unwrap<'a, T: Tagged>(env: sys::napi_env, v: sys::napi_value, ctx: &st
         {
             return Err(errors::throw_invalid(env, &format!("{ctx}: expected the object's internal handle")));
         }
+        T::verified().with(|c| c.set(data));
         Ok(&*(data as *const T))
     }
 }

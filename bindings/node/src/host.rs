@@ -4,7 +4,7 @@
 //!
 //! - on the JavaScript thread (a `callSync`, or a plugin's hooks during
 //!   `load`/`upgrade`/`unload`), the JavaScript function is called directly;
-//! - on any other thread (an asynchronous `call` running on the libuv pool,
+//! - on any other thread (an asynchronous `call` running on a call thread,
 //!   a directory watcher's thread, or a thread the plugin made), the call is
 //!   queued for the JavaScript thread, which a threadsafe function wakes,
 //!   and the calling thread blocks until the JavaScript function has

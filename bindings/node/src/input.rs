@@ -22,9 +22,10 @@ pub(crate) struct Input {
     pub(crate) borrows_object: bool,
 }
 
-// SAFETY: the bytes are only read; an asynchronous call keeps the JavaScript
-// object alive (by a reference) for as long as the Input exists, and the
-// caller is told not to mutate or detach it until the promise settles.
+// SAFETY: the bytes are only read. An asynchronous call holds either a copy
+// (`owned`) or memory of a SharedArrayBuffer, which cannot be detached and
+// which the call keeps alive by a reference for as long as the Input exists
+// (see `read_async`).
 unsafe impl Send for Input {}
 
 impl Input {
@@ -79,6 +80,67 @@ impl Input {
     pub(crate) fn to_owned_input(&self) -> Input {
         let v = self.bytes().to_vec();
         Input { ptr: ptr::null(), len: v.len(), owned: Some(v), borrows_object: false }
+    }
+}
+
+/// Reads the input of an asynchronous call, which runs while JavaScript
+/// goes on: any memory an `ArrayBuffer` owns may be detached, transferred
+/// to another thread or owner, and freed before the plugin reads it, and
+/// no N-API call can pin it. So the bytes are copied here, at call time,
+/// except for views over a `SharedArrayBuffer`: that memory can be neither
+/// detached nor transferred, and lives as long as the view (which the call
+/// keeps alive by a reference), so it is read in place.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env` with `v` a live value.
+pub(crate) unsafe fn read_async(env: sys::napi_env, v: sys::napi_value, ctx: &str) -> napi::Result<Input> {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        let input = read(env, v, ctx)?;
+        if !input.borrows_object {
+            return Ok(input);
+        }
+        if input.bytes().is_empty() {
+            return Ok(Input::empty());
+        }
+        if over_shared_memory(env, v) {
+            return Ok(input);
+        }
+        Ok(input.to_owned_input())
+    }
+}
+
+/// Whether `v` is a `TypedArray` (a `Buffer` included) or `DataView` over a
+/// `SharedArrayBuffer`. N-API has no test for a `SharedArrayBuffer` in the
+/// Node versions supported, but a view's buffer is an `ArrayBuffer` or a
+/// `SharedArrayBuffer`, and `napi_is_arraybuffer` is false for the latter.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env` with `v` a live value.
+unsafe fn over_shared_memory(env: sys::napi_env, v: sys::napi_value) -> bool {
+    let mut yes = false;
+    let mut data = ptr::null_mut();
+    let mut len = 0usize;
+    let mut offset = 0usize;
+    let mut ab = ptr::null_mut();
+    // SAFETY: as in `read`.
+    unsafe {
+        if sys::napi_is_typedarray(env, v, &mut yes) == sys::Status::napi_ok && yes {
+            let mut ty = 0;
+            if sys::napi_get_typedarray_info(env, v, &mut ty, &mut len, &mut data, &mut ab, &mut offset)
+                != sys::Status::napi_ok
+            {
+                return false;
+            }
+        } else if sys::napi_is_dataview(env, v, &mut yes) == sys::Status::napi_ok && yes {
+            if sys::napi_get_dataview_info(env, v, &mut len, &mut data, &mut ab, &mut offset) != sys::Status::napi_ok {
+                return false;
+            }
+        } else {
+            return false;
+        }
+        let mut plain = true;
+        !ab.is_null() && sys::napi_is_arraybuffer(env, ab, &mut plain) == sys::Status::napi_ok && !plain
     }
 }
 

@@ -10,7 +10,7 @@
 //! - [`watch`]: the `Watcher` class (a watched plugin directory);
 //! - `input` / `output`: zero-copy input from binary views, external
 //!   `Buffer`s over plugin memory for output;
-//! - `async_call`: calls on the libuv pool returning promises;
+//! - `async_call`: calls on hotmod's call threads returning promises;
 //! - `host`: JavaScript host functions, called from any thread;
 //! - `events`: lifecycle events to a JavaScript callback;
 //! - `fast`: the synchronous call path, also as raw N-API callbacks;

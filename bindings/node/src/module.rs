@@ -210,7 +210,7 @@ impl Module {
         // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
         unsafe {
             let method = input::string_arg(env, method.raw(), "Module.call", "the method name")?;
-            let bytes = input::read(env, input.raw(), "Module.call")?;
+            let bytes = input::read_async(env, input.raw(), "Module.call")?;
             async_call::start(env, Target::Module(self.inner.clone(), method), bytes, input.raw())
         }
     }
@@ -294,11 +294,12 @@ impl Method {
         unsafe { fast::call_handle(env.raw(), &self.handle, input.raw()) }
     }
 
-    /// Calls the method on a libuv worker thread and resolves to its output
-    /// (see `callSync` for input and output), so a slow plugin never blocks
-    /// the event loop. The input is read in place: do not modify, transfer
-    /// or detach it until the promise settles. Rejects with an `Error` whose
-    /// `code` is a `Status`.
+    /// Calls the method on one of hotmod's call threads and resolves to its
+    /// output (see `callSync` for input and output), so a slow plugin never
+    /// blocks the event loop. The input is copied when the call starts, so
+    /// it may be modified, transferred or detached at once; a view over a
+    /// `SharedArrayBuffer` (which cannot be detached) is read in place
+    /// instead. Rejects with an `Error` whose `code` is a `Status`.
     #[napi(
         catch_unwind,
         ts_args_type = "input?: ArrayBufferView | ArrayBuffer | string",
@@ -308,7 +309,7 @@ impl Method {
         let env = env.raw();
         // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
         unsafe {
-            let bytes = input::read(env, input.raw(), "Method.call")?;
+            let bytes = input::read_async(env, input.raw(), "Method.call")?;
             async_call::start(env, Target::Handle(self.handle.clone()), bytes, input.raw())
         }
     }

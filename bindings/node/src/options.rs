@@ -2,10 +2,66 @@
 //! mistyped option is an error naming it, never silently ignored.
 
 use std::ptr;
+use std::time::Duration;
 
 use napi::sys;
 
 use crate::errors;
+
+/// The largest number of milliseconds a duration option takes: 2^31 - 1
+/// (24.8 days), the longest delay `setTimeout` accepts too.
+pub(crate) const MAX_MS: f64 = 2_147_483_647.0;
+
+/// `v` as a number in `min..=max`, or None if it is not a number, is NaN,
+/// or lies outside the range (infinities included).
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`.
+pub(crate) unsafe fn number_in(env: sys::napi_env, v: sys::napi_value, min: f64, max: f64) -> Option<f64> {
+    let mut n = 0f64;
+    // SAFETY: env is live on this thread (caller contract); napi refuses
+    // anything but a number.
+    if unsafe { sys::napi_get_value_double(env, v, &mut n) } != sys::Status::napi_ok {
+        return None;
+    }
+    // NaN fails both comparisons.
+    (n >= min && n <= max).then_some(n)
+}
+
+/// What a value that should have been a number is, for error messages:
+/// the number itself (`1e+300`, `NaN`, `-1`), or its kind.
+///
+/// # Safety
+/// Must run on the JavaScript thread of `env`.
+pub(crate) unsafe fn describe_number(env: sys::napi_env, v: sys::napi_value) -> String {
+    let mut n = 0f64;
+    // SAFETY: as in `number_in`.
+    if unsafe { sys::napi_get_value_double(env, v, &mut n) } == sys::Status::napi_ok {
+        return js_number(n);
+    }
+    // SAFETY: as above.
+    unsafe { errors::describe_value(env, v) }.to_owned()
+}
+
+/// A number as JavaScript prints it, near enough for messages.
+fn js_number(n: f64) -> String {
+    if n.is_nan() {
+        "NaN".to_owned()
+    } else if n.is_infinite() {
+        if n > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+    } else if n == n.trunc() && n.abs() < 1e21 {
+        format!("{n:.0}")
+    } else if n.abs() >= 1e21 || n.abs() < 1e-6 {
+        // JavaScript's exponent form: 1e+300, 5e-7.
+        let s = format!("{n:e}");
+        match s.split_once('e') {
+            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e}"),
+            _ => s,
+        }
+    } else {
+        format!("{n}")
+    }
+}
 
 /// A plain options object that was passed (or not).
 pub(crate) struct Options {
@@ -114,18 +170,30 @@ impl Options {
         }
     }
 
-    /// A finite, non-negative number option.
-    pub(crate) fn non_negative(&self, key: &str) -> napi::Result<Option<f64>> {
+    /// A number of milliseconds from 0 to [`MAX_MS`] (fractions allowed),
+    /// as a `Duration`; anything else (not a number, NaN, negative, infinite
+    /// or over the maximum) is a `TypeError` (code 3002) naming the option,
+    /// the range and the value found.
+    pub(crate) fn millis(&self, key: &str) -> napi::Result<Option<Duration>> {
         let Some(v) = self.get(key)? else { return Ok(None) };
-        let mut n = 0f64;
         // SAFETY: on the JavaScript thread (constructor contract).
-        if unsafe { sys::napi_get_value_double(self.env, v, &mut n) } != sys::Status::napi_ok
-            || !n.is_finite()
-            || n < 0.0
-        {
-            return Err(self.wrong(key, "a finite number >= 0", v));
+        match unsafe { number_in(self.env, v, 0.0, MAX_MS) } {
+            Some(ms) => Ok(Some(Duration::from_secs_f64(ms / 1000.0))),
+            None => {
+                // SAFETY: as above.
+                let found = unsafe { describe_number(self.env, v) };
+                // SAFETY: as above.
+                Err(unsafe {
+                    errors::throw_invalid(
+                        self.env,
+                        &format!(
+                            "{}: expected option '{key}' to be a number of milliseconds from 0 to {MAX_MS}, found {found}",
+                            self.ctx
+                        ),
+                    )
+                })
+            }
         }
-        Ok(Some(n))
     }
 
     /// A bytes option (a binary view, `ArrayBuffer` or string), copied.

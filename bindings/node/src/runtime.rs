@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use hotmod_core as core;
 use napi::bindgen_prelude::*;
@@ -21,8 +20,9 @@ use crate::{errors, events, fast, input};
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct RuntimeOptions {
     /// How long `upgrade` and `unload` wait for calls in flight on the old
-    /// version before returning (milliseconds, default 200). Calls are
-    /// never cut short: a version still in use after this is destroyed when
+    /// version before returning (milliseconds, 0 to 2147483647, default
+    /// 200; anything else throws a `TypeError` with
+    /// `Status.InvalidArgument`). Calls are never cut short: a version still in use after this is destroyed when
     /// its last call (or output `Buffer`) is done with it.
     pub drain_timeout_ms: Option<f64>,
 }
@@ -221,8 +221,8 @@ impl Runtime {
         // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
         let opts = unsafe { Options::new(env, options.raw(), "new Runtime", &["drainTimeoutMs"])? };
         let mut ro = core::RuntimeOptions::default();
-        if let Some(ms) = opts.non_negative("drainTimeoutMs")? {
-            ro.drain_timeout = Duration::from_secs_f64(ms / 1000.0);
+        if let Some(d) = opts.millis("drainTimeoutMs")? {
+            ro.drain_timeout = d;
         }
         Ok(Runtime {
             core: Arc::new(core::Runtime::with_options(ro)),
@@ -394,8 +394,8 @@ impl Runtime {
                 &["debounceMs", "unloadOnRemove", "config", "allowWorldWritable"],
             )?;
             let mut wo = core::WatchOptions::default();
-            if let Some(ms) = opts.non_negative("debounceMs")? {
-                wo.debounce = Duration::from_secs_f64(ms / 1000.0);
+            if let Some(d) = opts.millis("debounceMs")? {
+                wo.debounce = d;
             }
             wo.unload_on_remove = opts.bool("unloadOnRemove")?.unwrap_or(false);
             wo.load = load_options(&opts, env)?;
@@ -525,7 +525,7 @@ impl Runtime {
         unsafe { fast::call_name(env.raw(), &self.core, module.raw(), method.raw(), input.raw()) }
     }
 
-    /// Calls `module.method` by name on a libuv worker thread; resolves to
+    /// Calls `module.method` by name on a call thread; resolves to
     /// its output (see `Method.call`).
     #[napi(
         catch_unwind,
@@ -538,7 +538,7 @@ impl Runtime {
         unsafe {
             let module = input::string_arg(env, module.raw(), "Runtime.call", "the module name")?;
             let method = input::string_arg(env, method.raw(), "Runtime.call", "the method name")?;
-            let bytes = input::read(env, input.raw(), "Runtime.call")?;
+            let bytes = input::read_async(env, input.raw(), "Runtime.call")?;
             async_call::start(env, Target::Name(self.core.clone(), module, method), bytes, input.raw())
         }
     }

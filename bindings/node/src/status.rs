@@ -1,6 +1,7 @@
 //! Status codes: the numbers in `err.code`, the same in C, Python and Node.
 
 use hotmod_core::Status as CoreStatus;
+use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
 /// hotmod status codes: the value of `code` on every error this module
@@ -158,8 +159,32 @@ pub fn status_table() -> Vec<StatusInfo> {
 }
 
 /// A short description of a status code (`"plugin returned an error"` for
-/// 2003), or `undefined` for a number that is not a hotmod status.
-#[napi]
-pub fn describe_status(code: i32) -> Option<String> {
-    CoreStatus::from_code(code).map(|s| s.describe().to_owned())
+/// 2003), or `null` for a number that is not a hotmod status (a
+/// fraction, NaN, or a number outside the codes' range included: none is
+/// wrapped or truncated onto a code). Anything but a number throws a
+/// `TypeError` with `Status.InvalidArgument`.
+#[napi(catch_unwind, ts_args_type = "code: number")]
+pub fn describe_status(env: &Env, code: Unknown) -> Result<Option<String>> {
+    let env = env.raw();
+    let mut t = 0;
+    // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
+    unsafe {
+        napi::sys::napi_typeof(env, code.raw(), &mut t);
+        if t != napi::sys::ValueType::napi_number {
+            return Err(crate::errors::throw_invalid(
+                env,
+                &format!(
+                    "describeStatus: expected the code as a number, found {}",
+                    crate::errors::describe_value(env, code.raw())
+                ),
+            ));
+        }
+        let Some(n) = crate::options::number_in(env, code.raw(), f64::from(i32::MIN), f64::from(i32::MAX)) else {
+            return Ok(None);
+        };
+        if n != n.trunc() {
+            return Ok(None);
+        }
+        Ok(CoreStatus::from_code(n as i32).map(|s| s.describe().to_owned()))
+    }
 }

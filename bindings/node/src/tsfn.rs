@@ -36,13 +36,15 @@ unsafe extern "C" fn finalized(_env: sys::napi_env, data: *mut c_void, _hint: *m
 }
 
 impl Tsfn {
-    /// Wraps `func` (a JavaScript function) in a threadsafe function whose
-    /// queued items are handed to `call_js` on the JavaScript thread (with a
+    /// Wraps `func` (a JavaScript function, or NULL when `call_js` needs
+    /// none) in a threadsafe function whose queued items are handed to
+    /// `call_js` on the JavaScript thread (with a
     /// NULL env when the environment is tearing down and the item must only
     /// be dropped). It does not keep the event loop alive.
     ///
     /// # Safety
-    /// Must run on the JavaScript thread of `env`; `func` must be a function.
+    /// Must run on the JavaScript thread of `env`; `func` must be a function
+    /// or NULL.
     pub(crate) unsafe fn new(env: sys::napi_env, func: sys::napi_value, what: &str, call_js: CallJs) -> Option<Tsfn> {
         let shared = Arc::new(Shared { raw: AtomicPtr::new(ptr::null_mut()), closed: RwLock::new(false) });
         let finalize_data = Arc::into_raw(shared.clone());
@@ -121,5 +123,29 @@ impl Tsfn {
     /// Whether the environment has finalized the function (it is going away).
     pub(crate) fn is_closed(&self) -> bool {
         *self.shared.closed.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Tsfn {
+    /// Whether the function keeps the event loop alive (it does not when
+    /// made). Ignored once the environment has finalized it.
+    ///
+    /// # Safety
+    /// Must run on the JavaScript thread of `env`, the one it was made on.
+    pub(crate) unsafe fn keep_loop_alive(&self, env: sys::napi_env, keep: bool) {
+        let closed = self.shared.closed.read().unwrap_or_else(|e| e.into_inner());
+        if *closed {
+            return;
+        }
+        let raw = self.shared.raw.load(Ordering::Acquire);
+        // SAFETY: not finalized (checked under the lock); on the JavaScript
+        // thread of `env` (caller contract).
+        unsafe {
+            if keep {
+                sys::napi_ref_threadsafe_function(env, raw);
+            } else {
+                sys::napi_unref_threadsafe_function(env, raw);
+            }
+        }
     }
 }

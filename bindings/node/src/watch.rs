@@ -20,8 +20,9 @@ use crate::{errors, host};
 #[napi(object, object_from_js = false, object_to_js = false)]
 pub struct WatchOptions {
     /// How long a file must stay unchanged before it is acted on
-    /// (milliseconds, default 200), so a build still being copied is not
-    /// loaded half-written.
+    /// (milliseconds, 0 to 2147483647, default 200; anything else throws a
+    /// `TypeError` with `Status.InvalidArgument`), so a build still being
+    /// copied is not loaded half-written.
     pub debounce_ms: Option<f64>,
     /// Unload a module when the file it was loaded from is removed
     /// (default false: it keeps running, and a new file of the same module

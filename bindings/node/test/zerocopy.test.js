@@ -9,7 +9,7 @@ const { hotmod, plugin, gc, eventually, probeCounts } = require('./helpers')
 
 const { Runtime, bufferAddress, COPY_THRESHOLD } = hotmod
 
-test('input is read in place: the plugin sees the caller\'s address', async () => {
+test('sync input is read in place: the plugin sees the caller\'s address', async () => {
   const rt = new Runtime()
   rt.load(plugin('libprobe.so'))
   const addr = rt.method('probe', 'addr')
@@ -29,7 +29,8 @@ test('input is read in place: the plugin sees the caller\'s address', async () =
     assert.ok(expected > 0n)
     assert.equal(addr.callSync(input).readBigUInt64LE(), expected, `sync ${input.constructor.name}`)
     assert.equal(rt.callSync('probe', 'addr', input).readBigUInt64LE(), expected, `by name ${input.constructor.name}`)
-    assert.equal((await addr.call(input)).readBigUInt64LE(), expected, `async ${input.constructor.name}`)
+    // Async input is a copy (see asyncinput.test.js).
+    assert.notEqual((await addr.call(input)).readBigUInt64LE(), expected, `async ${input.constructor.name}`)
   }
   const view = new Uint8Array(backing, 100, 50)
   assert.equal(bufferAddress(view) - bufferAddress(backing), 100n)
