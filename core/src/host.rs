@@ -202,7 +202,12 @@ unsafe extern "C" fn host_call_host(
         let input = unsafe { input.as_bytes() };
         // SAFETY: the slot follows the output protocol.
         let mut w = unsafe { OutputWriter::new(slot) };
-        match catch_unwind(AssertUnwindSafe(|| f.call(input, &mut w))) {
+        // Plugin calls the host function makes keep their messages to
+        // themselves; the calling plugin's own message survives them.
+        let scope = crate::call::ErrorScope::enter();
+        let r = catch_unwind(AssertUnwindSafe(|| f.call(input, &mut w)));
+        drop(scope);
+        match r {
             Ok(Ok(())) => 0,
             Ok(Err(msg)) => {
                 crate::call::set_plugin_error(format!("host function '{name}' failed: {msg}"));
@@ -261,7 +266,11 @@ unsafe extern "C" fn host_call_module(
         let Some(rt) = c.runtime.upgrade() else { return Status::StaleHandle.code() };
         // SAFETY: input is a borrowed view valid for the call.
         let input = unsafe { input.as_bytes() };
-        match rt.call_raw_by_name(module, method, input, slot) {
+        // The callee's messages are its own; the caller's survives the call.
+        let scope = crate::call::ErrorScope::enter();
+        let r = rt.call_raw_by_name(module, method, input, slot);
+        drop(scope);
+        match r {
             Ok(Some(version)) => {
                 let fwd = Box::new(Forwarded { release: slot.release, ctx: slot.release_ctx, _version: version });
                 slot.release = Some(release_forwarded);
