@@ -5,8 +5,8 @@
 //! index into its method table, a signature-hash compare, one relaxed
 //! counter increment, the entry's function pointer with the entry's context
 //! (`(func)(ctx, input, output)`), a few compares that check the output
-//! landed in the space offered, and one thread-local read that drops an
-//! error message a successful call left behind. Everything else (error
+//! landed in the space offered, and one load of the version's count of
+//! pending error messages (normally zero). Everything else (error
 //! messages, latency samples, retries, plugin memory) is off the fast path.
 //!
 //! Outputs follow the [`hotmod_abi::hotmod_output`] protocol, checked
@@ -26,13 +26,16 @@
 //! size is remembered per method so later calls offer it at once.
 //!
 //! Plugin error messages (`host->set_error`) belong to the call that set
-//! them: a failure takes the message its own call set; a call that succeeds
-//! drops whatever it left; hooks and calls made through host services keep
-//! the message of the call around them aside while they run.
+//! them: a failure takes the message its own module set during it (a
+//! message of another module is never reported); a call that succeeds
+//! drops whatever its module left, found without a thread-local access
+//! through a per-version count of pending messages; hooks and calls made
+//! through host services keep the message of the call around them aside
+//! while they run.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ffi::c_void;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,46 +65,76 @@ pub(crate) const RC_PROXY_CRASHED: i32 = -2005;
 #[allow(dead_code)]
 pub(crate) const RC_PROXY_TIMEOUT: i32 = -2006;
 
+/// Per version, how many threads hold a message its plugin (or a host
+/// service on its behalf) set and no call has taken yet. The call path's
+/// success check reads it from the method entry: a plain load of a line
+/// nobody writes while no message is pending, and no thread-local access.
+pub(crate) type PendingErrors = Arc<AtomicUsize>;
+
+/// A message set with `host->set_error`, with the version it belongs to.
+/// Counted in that version's [`PendingErrors`] while it exists.
+struct PluginMessage {
+    text: String,
+    owner: PendingErrors,
+}
+
+impl PluginMessage {
+    fn new(owner: &PendingErrors, text: String) -> PluginMessage {
+        owner.fetch_add(1, Ordering::Relaxed);
+        PluginMessage { text, owner: owner.clone() }
+    }
+
+    fn into_text(mut self) -> String {
+        std::mem::take(&mut self.text)
+    }
+}
+
+impl Drop for PluginMessage {
+    fn drop(&mut self) {
+        self.owner.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 thread_local! {
-    /// The message a plugin set with `host->set_error` during the call in
-    /// progress on this thread.
-    static PLUGIN_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
-    /// Whether `PLUGIN_ERROR` holds a message: the one thing the fast path
-    /// reads (a plain `Cell`, no destructor, so no lazy registration).
-    static ERROR_PENDING: Cell<bool> = const { Cell::new(false) };
+    /// The message set during the call in progress on this thread.
+    static PLUGIN_ERROR: RefCell<Option<PluginMessage>> = const { RefCell::new(None) };
 }
 
-/// Stores a plugin's error message for the call in progress on this thread.
-/// During thread teardown (thread-locals gone) the message is dropped.
-pub(crate) fn set_plugin_error(msg: String) {
-    let stored = PLUGIN_ERROR
+/// Puts `new` in this thread's message slot; returns what was there.
+/// During thread teardown (thread-locals gone) nothing is stored.
+fn swap_message(new: Option<PluginMessage>) -> Option<PluginMessage> {
+    let mut new = new;
+    PLUGIN_ERROR
         .try_with(|e| match e.try_borrow_mut() {
-            Ok(mut e) => {
-                *e = Some(msg);
-                true
-            }
-            Err(_) => false,
+            Ok(mut e) => std::mem::replace(&mut *e, new.take()),
+            Err(_) => None,
         })
-        .unwrap_or(false);
-    if stored {
-        ERROR_PENDING.with(|p| p.set(true));
-    }
+        .ok()
+        .flatten()
 }
 
-/// Takes the message the current call set, if any.
-fn take_plugin_error() -> Option<String> {
-    if !ERROR_PENDING.with(Cell::get) {
-        return None;
-    }
-    ERROR_PENDING.with(|p| p.set(false));
-    PLUGIN_ERROR.try_with(|e| e.try_borrow_mut().ok().and_then(|mut e| e.take())).ok().flatten()
+/// Stores the error message of the call in progress on this thread, on
+/// behalf of the version whose counter `owner` is.
+pub(crate) fn set_plugin_error(owner: &PendingErrors, msg: String) {
+    drop(swap_message(Some(PluginMessage::new(owner, msg))));
 }
 
-/// A call returned successfully: whatever it said through `set_error` is
-/// not for any later failure. One thread-local read when nothing is pending.
+/// Takes whatever message is pending on this thread.
+fn take_any_error() -> Option<String> {
+    swap_message(None).map(PluginMessage::into_text)
+}
+
+/// Takes the pending message if it belongs to the version counted by
+/// `owner`; a message of any other module is dropped, never reported.
+fn take_error_of(owner: &PendingErrors) -> Option<String> {
+    swap_message(None).filter(|m| Arc::ptr_eq(&m.owner, owner)).map(PluginMessage::into_text)
+}
+
+/// A call of `e` returned successfully: whatever its plugin said through
+/// `set_error` is not for any later failure.
 #[inline(always)]
-fn end_call_ok() {
-    if ERROR_PENDING.with(Cell::get) {
+fn end_call_ok(e: &MethodEntry) {
+    if e.pending.load(Ordering::Relaxed) != 0 {
         drop_stale_error();
     }
 }
@@ -109,7 +142,7 @@ fn end_call_ok() {
 #[cold]
 #[inline(never)]
 fn drop_stale_error() {
-    drop(take_plugin_error());
+    drop(swap_message(None));
 }
 
 /// The error state of one hook or one call made through a host service
@@ -117,36 +150,32 @@ fn drop_stale_error() {
 /// outer call's message aside; leaving drops whatever was said inside and
 /// puts the outer message back.
 pub(crate) struct ErrorScope {
-    outer: Option<String>,
+    outer: Option<PluginMessage>,
 }
 
 impl ErrorScope {
     /// Starts a scope with no message.
     pub(crate) fn enter() -> ErrorScope {
-        ErrorScope { outer: take_plugin_error() }
+        ErrorScope { outer: swap_message(None) }
     }
 
     /// Describes the failure of the hook this scope covers, with the
     /// message it set.
     #[cold]
     pub(crate) fn failure(&self, rc: i32) -> String {
-        plugin_failure(rc)
+        describe_status(rc, take_any_error())
     }
 }
 
 impl Drop for ErrorScope {
     fn drop(&mut self) {
-        drop(take_plugin_error());
-        if let Some(outer) = self.outer.take() {
-            set_plugin_error(outer);
-        }
+        drop(swap_message(self.outer.take()));
     }
 }
 
-/// Describes a non-zero plugin status, with the message the plugin set
-/// (taken: no later failure sees it).
+/// Describes a non-zero plugin status, with the message the plugin set.
 #[cold]
-pub(crate) fn plugin_failure(rc: i32) -> String {
+fn describe_status(rc: i32, msg: Option<String>) -> String {
     let what = match rc {
         abi::HOTMOD_PLUGIN_ERROR => "error",
         abi::HOTMOD_PLUGIN_INVALID_INPUT => "invalid input",
@@ -156,7 +185,7 @@ pub(crate) fn plugin_failure(rc: i32) -> String {
         RC_PROXY_TIMEOUT => "timed out",
         _ => "unknown status",
     };
-    match take_plugin_error() {
+    match msg {
         Some(msg) => format!("{msg} (plugin status {rc}: {what})"),
         None => format!("plugin returned status {rc} ({what}) without a message"),
     }
@@ -478,7 +507,7 @@ fn failed(v: &Version, e: &MethodEntry, outcome: Outcome, out: &mut abi::hotmod_
         Outcome::Rc(rc) => rc,
         Outcome::OverCap { need } => {
             e.shared.counters.error(false);
-            drop(take_plugin_error());
+            drop(swap_message(None));
             return Error::new(
                 Status::OutputTooLarge,
                 format!(
@@ -490,7 +519,7 @@ fn failed(v: &Version, e: &MethodEntry, outcome: Outcome, out: &mut abi::hotmod_
         }
         Outcome::NoMemory { need } => {
             e.shared.counters.error(false);
-            drop(take_plugin_error());
+            drop(swap_message(None));
             return Error::new(
                 Status::OutputTooLarge,
                 format!(
@@ -509,7 +538,7 @@ fn failed(v: &Version, e: &MethodEntry, outcome: Outcome, out: &mut abi::hotmod_
         RC_PROXY_TIMEOUT => Status::Timeout,
         _ => Status::PluginError,
     };
-    let mut detail = plugin_failure(rc);
+    let mut detail = describe_status(rc, take_error_of(&e.pending));
     if rc == abi::HOTMOD_PLUGIN_OUTPUT_TOO_SMALL {
         let offered = if out.buf.is_null() { 0 } else { out.capacity };
         detail = format!("expected at most {offered} bytes of output, the method needs {}; {detail}", out.len);
@@ -523,7 +552,7 @@ fn failed(v: &Version, e: &MethodEntry, outcome: Outcome, out: &mut abi::hotmod_
 #[inline(never)]
 fn bad_output(v: &Version, e: &MethodEntry, out: &mut abi::hotmod_output) -> Error {
     e.shared.counters.error(false);
-    drop(take_plugin_error());
+    drop(swap_message(None));
     let detail = describe_bad_output(out);
     release_now(out);
     Error::new(Status::InvalidOutput, format!("{}: {detail}", where_(v, e)))
@@ -553,12 +582,12 @@ pub(crate) fn call_owned(v: &Pinned<'_, Version>, e: &MethodEntry, input: &[u8],
     let off = match place(&out) {
         Placed::Host(off) => off,
         Placed::Plugin => {
-            end_call_ok();
+            end_call_ok(e);
             return Ok(plugin_output(v, &out));
         }
         Placed::Invalid => return Err(bad_output(v, e, &mut out)),
     };
-    end_call_ok();
+    end_call_ok(e);
     // Bytes in host space: a callback set anyway is called now, once.
     release_now(&mut out);
     if heap.capacity() == 0 || out.buf != heap.as_mut_ptr() {
@@ -595,7 +624,7 @@ pub(crate) fn call_into(v: &Version, e: &MethodEntry, input: &[u8], dst: &mut [u
     if rc != abi::HOTMOD_PLUGIN_OK {
         return Err(into_failed(v, e, rc, &mut out));
     }
-    end_call_ok();
+    end_call_ok(e);
     if std::ptr::eq(out.data, out.buf) && out.len <= dst.len() && out.release.is_none() {
         return Ok(out.len);
     }
@@ -675,7 +704,7 @@ pub(crate) fn call_for_plugin(
     let off = match place(&out) {
         Placed::Host(off) => off,
         Placed::Plugin => {
-            end_call_ok();
+            end_call_ok(e);
             slot.data = out.data;
             slot.len = out.len;
             slot.release = out.release;
@@ -684,7 +713,7 @@ pub(crate) fn call_for_plugin(
         }
         Placed::Invalid => return Err(bad_output(v, e, &mut out)),
     };
-    end_call_ok();
+    end_call_ok(e);
     release_now(&mut out);
     if heap.capacity() == 0 || out.buf != heap.as_mut_ptr() {
         if out.len > 0 {

@@ -105,6 +105,8 @@ pub(crate) struct MethodEntry {
     /// The most output bytes a call may ask for (the runtime's
     /// `max_output_size`).
     pub max_output: usize,
+    /// The version's count of error messages pending on some thread.
+    pub pending: crate::call::PendingErrors,
 }
 
 /// The stable identity of a module across upgrades.
@@ -177,6 +179,7 @@ impl Version {
         slot: &ModuleSlot,
         runtime: Weak<RuntimeInner>,
     ) -> Version {
+        let host = HostCtx::new(runtime.clone(), &info);
         let max_output = runtime.upgrade().map_or(crate::runtime::DEFAULT_MAX_OUTPUT_SIZE, |rt| rt.max_output_size());
         let mut entries: Vec<Option<MethodEntry>> = Vec::new();
         let mut by_name = FxHashMap::default();
@@ -192,10 +195,10 @@ impl Version {
                 signature_hash: m.signature_hash,
                 shared,
                 max_output,
+                pending: host.pending.clone(),
             });
             by_name.insert(m.name.clone(), id);
         }
-        let host = HostCtx::new(runtime.clone(), &info);
         Version {
             info,
             path,

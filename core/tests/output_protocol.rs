@@ -136,6 +136,10 @@ fn a_message_set_by_one_call_never_reaches_another_modules_failure() {
     rt.call_into("badout", "say_ok", b"", &mut dst).unwrap();
     let e = rt.method("badout-twin", "weird").unwrap().call_into(b"", &mut dst).unwrap_err();
     assert!(e.message().contains("without a message"), "{e}");
+    // Nor is it the message of the same module's next failure.
+    rt.call("badout", "say_ok", b"").unwrap();
+    let e = rt.call("badout", "weird", b"").unwrap_err();
+    assert!(e.message().contains("without a message"), "{e}");
     // A nested call's message does not replace the caller's own.
     let e = rt.call("badout-twin", "nested_say", b"").unwrap_err();
     assert!(e.message().contains("nested_say: its own message"), "{e}");
