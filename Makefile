@@ -55,12 +55,16 @@ SIMPLE_FIXTURES := probe badout ctor initfail noentry
 BAD_FIXTURES := BAD_MAGIC ABI_V2 SMALL_SIZE NULL_DESC EMPTY_NAME DUP_METHODS NULL_FN BAD_SEMVER BAD_DEP_RANGE \
                 NEWER_DEP SELF_DEP
 BAD_NAMES := $(shell echo $(BAD_FIXTURES) | tr A-Z a-z)
+# baddesc.c: untrustworthy descriptor strings and pointers, -D<VARIANT> ->
+# lib<variant, '_' as '-'>.so.
+BADDESC_FIXTURES := HUGE_NAME QUOTE_NAME UNTERMINATED MISALIGNED
+BADDESC_NAMES := $(shell echo $(BADDESC_FIXTURES) | tr A-Z_ a-z-)
 # Rust plugins: <file name in $(PLUGINS)>:<cargo library name>.
 RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:hotmod_fixture_tls \
-                rustchecksum:hotmod_fixture_rustchecksum
+                rustchecksum:hotmod_fixture_rustchecksum sdkcalls:hotmod_fixture_sdkcalls
 
 C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 checksum-v1.1 checksum-breaking \
-               dependent cycle-a cycle-b orphan $(SIMPLE_FIXTURES) $(BAD_NAMES)))
+               dependent cycle-a cycle-b orphan badout-twin $(SIMPLE_FIXTURES) $(BAD_NAMES) $(BADDESC_NAMES)))
 
 # C++ (include/hotmod_plugin.hpp) and Go (sdk/go) plugins, rules below.
 LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults gochecksum gochecksum-v2 gofaults \
@@ -68,7 +72,7 @@ LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecks
 
 plugins: lib $(C_PLUGINS) $(LANG_PLUGINS)
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls \
-	  -p hotmod-fixture-rustchecksum
+	  -p hotmod-fixture-rustchecksum -p hotmod-fixture-sdkcalls
 	@for p in $(RUST_PLUGINS); do \
 	  src=$(LIBDIR)/lib$${p#*:}.so; dst=$(PLUGINS)/lib$${p%%:*}.so; \
 	  cmp -s $$src $$dst || { cp $$src $$dst.tmp && mv -f $$dst.tmp $$dst && echo "updated $$dst"; } || exit 1; \
@@ -97,6 +101,10 @@ $(SIMPLE_FIXTURES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/%.c 
 	$(call CC_PLUGIN,)
 $(BAD_NAMES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/bad.c $(PLUGIN_HDR) | $(PLUGINS)
 	$(call CC_PLUGIN,-D$(shell echo $* | tr a-z A-Z))
+$(PLUGINS)/libbadout-twin.so: tests/fixtures/badout.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DBADOUT_TWIN)
+$(BADDESC_NAMES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/baddesc.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-D$(shell echo $* | tr a-z- A-Z_))
 
 # C++ plugins: the example as C++17, the fault fixture as C++20 (std::span).
 # -fno-gnu-unique: libstdc++'s inline statics (std::to_string's digit table)

@@ -96,6 +96,8 @@ pub(crate) struct HostCtx {
     module: String,
     version: String,
     dependencies: Vec<String>,
+    /// Error messages this version's plugin set that no call took yet.
+    pub pending: crate::call::PendingErrors,
 }
 
 impl HostCtx {
@@ -113,6 +115,7 @@ impl HostCtx {
             module: info.name.clone(),
             version: info.version.to_string(),
             dependencies: info.dependencies.iter().map(|d| d.name.clone()).collect(),
+            pending: Default::default(),
         });
         // The box never moves, so the plugin can keep this pointer until destroy.
         ctx.api.ctx = &*ctx as *const HostCtx as *mut c_void;
@@ -155,10 +158,10 @@ unsafe extern "C" fn host_log(c: *mut c_void, level: i32, msg: *const u8, len: u
 unsafe extern "C" fn host_set_error(c: *mut c_void, msg: *const u8, len: usize) {
     guarded(|| {
         // SAFETY: as in host_log.
-        if unsafe { ctx(c) }.is_some() {
+        if let Some(c) = unsafe { ctx(c) } {
             // SAFETY: as in host_log.
             let text = unsafe { bytes(msg, len) };
-            crate::call::set_plugin_error(String::from_utf8_lossy(text).into_owned());
+            crate::call::set_plugin_error(&c.pending, String::from_utf8_lossy(text).into_owned());
         }
         0
     });
@@ -192,24 +195,29 @@ unsafe extern "C" fn host_call_host(
         let Some(slot) = (unsafe { output.as_mut() }) else { return Status::NullArgument.code() };
         let Some(rt) = c.runtime.upgrade() else { return Status::StaleHandle.code() };
         let Some(f) = rt.host_function(name) else {
-            crate::call::set_plugin_error(format!(
-                "module '{}' called host function '{name}', which the host has not registered",
-                c.module
-            ));
+            crate::call::set_plugin_error(
+                &c.pending,
+                format!("module '{}' called host function '{name}', which the host has not registered", c.module),
+            );
             return Status::MethodNotFound.code();
         };
         // SAFETY: input is a borrowed view valid for the call.
         let input = unsafe { input.as_bytes() };
         // SAFETY: the slot follows the output protocol.
         let mut w = unsafe { OutputWriter::new(slot) };
-        match catch_unwind(AssertUnwindSafe(|| f.call(input, &mut w))) {
+        // Plugin calls the host function makes keep their messages to
+        // themselves; the calling plugin's own message survives them.
+        let scope = crate::call::ErrorScope::enter();
+        let r = catch_unwind(AssertUnwindSafe(|| f.call(input, &mut w)));
+        drop(scope);
+        match r {
             Ok(Ok(())) => 0,
             Ok(Err(msg)) => {
-                crate::call::set_plugin_error(format!("host function '{name}' failed: {msg}"));
+                crate::call::set_plugin_error(&c.pending, format!("host function '{name}' failed: {msg}"));
                 Status::PluginError.code()
             }
             Err(_) => {
-                crate::call::set_plugin_error(format!("host function '{name}' panicked"));
+                crate::call::set_plugin_error(&c.pending, format!("host function '{name}' panicked"));
                 Status::Internal.code()
             }
         }
@@ -251,17 +259,24 @@ unsafe extern "C" fn host_call_module(
         // SAFETY: output is a valid slot or NULL per the ABI.
         let Some(slot) = (unsafe { output.as_mut() }) else { return Status::NullArgument.code() };
         if !c.dependencies.iter().any(|d| d == module) {
-            crate::call::set_plugin_error(format!(
+            crate::call::set_plugin_error(
+                &c.pending,
+                format!(
                 "module '{}' called '{module}.{method}', but '{module}' is not among its declared dependencies ({})",
                 c.module,
                 c.dependencies.join(", ")
-            ));
+            ),
+            );
             return Status::InvalidArgument.code();
         }
         let Some(rt) = c.runtime.upgrade() else { return Status::StaleHandle.code() };
         // SAFETY: input is a borrowed view valid for the call.
         let input = unsafe { input.as_bytes() };
-        match rt.call_raw_by_name(module, method, input, slot) {
+        // The callee's messages are its own; the caller's survives the call.
+        let scope = crate::call::ErrorScope::enter();
+        let r = rt.call_raw_by_name(module, method, input, slot);
+        drop(scope);
+        match r {
             Ok(Some(version)) => {
                 let fwd = Box::new(Forwarded { release: slot.release, ctx: slot.release_ctx, _version: version });
                 slot.release = Some(release_forwarded);
@@ -271,7 +286,7 @@ unsafe extern "C" fn host_call_module(
             Ok(None) => 0,
             Err(e) => {
                 let code = e.status().code();
-                crate::call::set_plugin_error(e.message().to_owned());
+                crate::call::set_plugin_error(&c.pending, e.message().to_owned());
                 code
             }
         }

@@ -69,20 +69,45 @@ impl State {
     }
 }
 
-/// What all versions of one method share: its name, its counters, and how
-/// many handles callers hold to it.
+/// What all versions of one method share: its name, its counters, how
+/// many handles callers hold to it, and how much output it needed.
 #[derive(Debug)]
 pub(crate) struct SlotShared {
     pub name: String,
     pub counters: MethodCounters,
     pub handles: AtomicUsize,
+    /// The largest output (in bytes, within the runtime's cap) this method
+    /// asked for with `HOTMOD_PLUGIN_OUTPUT_TOO_SMALL`, so later calls offer
+    /// that much at once and the method runs once per call. Relaxed: it is
+    /// a hint, written only when it grows.
+    pub size_hint: AtomicUsize,
 }
 
-/// One method of one version, as the call path sees it.
+impl SlotShared {
+    /// Remembers that the method needed `len` bytes of output.
+    #[cold]
+    pub fn note_size(&self, len: usize) {
+        if len > self.size_hint.load(Ordering::Relaxed) {
+            self.size_hint.store(len, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One method of one version, as the call path sees it: the call is
+/// `(func)(ctx, input, output)`. In process `ctx` is the plugin instance
+/// (filled in after `init`, before the version is published); an entry can
+/// equally point at a proxy with its own context, so every kind of version
+/// goes through the same call path without a branch.
 pub(crate) struct MethodEntry {
     pub func: MethodFn,
+    pub ctx: *mut c_void,
     pub signature_hash: u64,
     pub shared: Arc<SlotShared>,
+    /// The most output bytes a call may ask for (the runtime's
+    /// `max_output_size`).
+    pub max_output: usize,
+    /// The version's count of error messages pending on some thread.
+    pub pending: crate::call::PendingErrors,
 }
 
 /// The stable identity of a module across upgrades.
@@ -108,6 +133,7 @@ impl ModuleSlot {
             name: name.to_owned(),
             counters: MethodCounters::default(),
             handles: AtomicUsize::new(0),
+            size_hint: AtomicUsize::new(0),
         });
         methods.push(shared.clone());
         (methods.len() - 1, shared)
@@ -154,6 +180,8 @@ impl Version {
         slot: &ModuleSlot,
         runtime: Weak<RuntimeInner>,
     ) -> Version {
+        let host = HostCtx::new(runtime.clone(), &info);
+        let max_output = runtime.upgrade().map_or(crate::runtime::DEFAULT_MAX_OUTPUT_SIZE, |rt| rt.max_output_size());
         let mut entries: Vec<Option<MethodEntry>> = Vec::new();
         let mut by_name = FxHashMap::default();
         for m in &info.methods {
@@ -161,10 +189,17 @@ impl Version {
             if entries.len() <= id {
                 entries.resize_with(id + 1, || None);
             }
-            entries[id] = Some(MethodEntry { func: m.func, signature_hash: m.signature_hash, shared });
+            // ctx stays NULL until init produced the instance (see `start`).
+            entries[id] = Some(MethodEntry {
+                func: m.func,
+                ctx: std::ptr::null_mut(),
+                signature_hash: m.signature_hash,
+                shared,
+                max_output,
+                pending: host.pending.clone(),
+            });
             by_name.insert(m.name.clone(), id);
         }
-        let host = HostCtx::new(runtime.clone(), &info);
         Version {
             info,
             path,
@@ -195,19 +230,26 @@ impl Version {
         self.entries.get(id).and_then(Option::as_ref)
     }
 
-    /// Runs `init` then `activate`. On failure the version is left
-    /// uninitialised-or-destroyed and the plugin's message is returned.
+    /// Runs `init` and gives every method entry the instance it produced
+    /// as its context. On failure the version is left uninitialised and the
+    /// plugin's message is returned.
     pub fn start(&mut self, config: &[u8]) -> Result<(), String> {
         let hooks = self.info.hooks;
         if let Some(init) = hooks.init {
+            let scope = crate::call::ErrorScope::enter();
             let mut inst: *mut c_void = std::ptr::null_mut();
             // SAFETY: init receives the host table (alive until destroy) and a
             // config view valid for the call.
             let rc = unsafe { init(&self.host.api, abi::hotmod_slice::from_bytes(config), &mut inst) };
             if rc != abi::HOTMOD_PLUGIN_OK {
-                return Err(format!("init failed: {}", crate::call::plugin_failure(rc)));
+                return Err(format!("init failed: {}", scope.failure(rc)));
             }
             self.instance = inst;
+        }
+        // Before publish: no call can see the entries yet.
+        let inst = self.instance;
+        for e in self.entries.iter_mut().flatten() {
+            e.ctx = inst;
         }
         self.initialized = true;
         Ok(())
@@ -216,11 +258,12 @@ impl Version {
     /// Runs the `activate` hook.
     pub fn activate(&mut self) -> Result<(), String> {
         if let Some(activate) = self.info.hooks.activate {
+            let scope = crate::call::ErrorScope::enter();
             let inst = self.instance;
             // SAFETY: instance came from this plugin's init.
             let rc = unsafe { activate(inst) };
             if rc != abi::HOTMOD_PLUGIN_OK {
-                return Err(format!("activate failed: {}", crate::call::plugin_failure(rc)));
+                return Err(format!("activate failed: {}", scope.failure(rc)));
             }
         }
         self.activated = true;
@@ -228,22 +271,36 @@ impl Version {
     }
 
     /// Asks the plugin for state to hand to its successor (None if the
-    /// plugin has no `export_state` hook).
+    /// plugin has no `export_state` hook). The size the plugin asks for is
+    /// bounded by the runtime's `max_output_size`, and the allocation may
+    /// fail without aborting.
     pub fn export_state(&self) -> Result<Option<Vec<u8>>, String> {
         let Some(export) = self.info.hooks.export_state else { return Ok(None) };
+        let scope = crate::call::ErrorScope::enter();
         let inst = self.instance;
         let mut buf: Vec<u8> = Vec::new();
         let mut out = abi::hotmod_output::offering(std::ptr::null_mut(), 0);
         // SAFETY: instance came from this plugin's init; out is a fresh slot.
         let mut rc = unsafe { export(inst, &mut out) };
         if rc == abi::HOTMOD_PLUGIN_OUTPUT_TOO_SMALL && out.len > 0 {
-            buf.reserve_exact(out.len);
+            let need = out.len;
+            crate::call::release_now(&mut out);
+            let cap = self.runtime.upgrade().map_or(crate::runtime::DEFAULT_MAX_OUTPUT_SIZE, |rt| rt.max_output_size());
+            if need > cap {
+                return Err(format!(
+                    "export_state failed: expected at most {cap} bytes of state (max_output_size), the plugin asked for {need}"
+                ));
+            }
+            buf.try_reserve_exact(need).map_err(|_| {
+                format!("export_state failed: could not allocate the {need} bytes of state it asked for")
+            })?;
             out = abi::hotmod_output::offering(buf.as_mut_ptr(), buf.capacity());
             // SAFETY: as above, now with the space the plugin asked for.
             rc = unsafe { export(inst, &mut out) };
         }
         if rc != abi::HOTMOD_PLUGIN_OK {
-            return Err(format!("export_state failed: {}", crate::call::plugin_failure(rc)));
+            crate::call::release_now(&mut out);
+            return Err(format!("export_state failed: {}", scope.failure(rc)));
         }
         // SAFETY: the plugin filled `out` per the output protocol.
         unsafe { crate::call::take_output_bytes(&mut out) }.map(Some)
@@ -252,11 +309,12 @@ impl Version {
     /// Hands exported state to this (new) version.
     pub fn import_state(&self, state: &[u8]) -> Result<(), String> {
         let Some(import) = self.info.hooks.import_state else { return Ok(()) };
+        let scope = crate::call::ErrorScope::enter();
         let inst = self.instance;
         // SAFETY: instance came from this plugin's init; state is valid for the call.
         let rc = unsafe { import(inst, abi::hotmod_slice::from_bytes(state)) };
         if rc != abi::HOTMOD_PLUGIN_OK {
-            return Err(format!("import_state failed: {}", crate::call::plugin_failure(rc)));
+            return Err(format!("import_state failed: {}", scope.failure(rc)));
         }
         Ok(())
     }
@@ -273,6 +331,8 @@ impl Drop for Version {
     /// declared that safe. Runs exactly once, after the last call on this
     /// version returned, because every call holds a reference to it.
     fn drop(&mut self) {
+        // Whatever the plugin says from these hooks concerns no later call.
+        let _scope = crate::call::ErrorScope::enter();
         let hooks = self.info.hooks;
         if self.activated {
             if let Some(deactivate) = hooks.deactivate {
@@ -354,5 +414,33 @@ impl Registry {
         drop(g);
         v.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{LoadOptions, Runtime};
+
+    fn plugin(name: &str) -> std::path::PathBuf {
+        let dir = std::env::var_os("HOTMOD_PLUGIN_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../build/plugins")));
+        dir.join(format!("lib{name}.so"))
+    }
+
+    #[test]
+    fn every_entry_of_a_published_version_carries_the_instance_as_its_context() {
+        let path = plugin("lifecycle");
+        assert!(path.is_file(), "expected {} (run `make plugins`)", path.display());
+        let rt = Runtime::new();
+        rt.load(&path, &LoadOptions::default()).unwrap();
+        let v = rt.inner().active_version("lifecycle").unwrap();
+        assert!(!v.instance.is_null(), "the SDK's init produces an instance");
+        let entries: Vec<_> = v.entries.iter().flatten().collect();
+        assert_eq!(entries.len(), v.info.methods.len());
+        for e in entries {
+            assert_eq!(e.ctx, v.instance, "method '{}'", e.shared.name);
+            assert_eq!(e.max_output, crate::DEFAULT_MAX_OUTPUT_SIZE);
+        }
     }
 }

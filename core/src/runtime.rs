@@ -27,6 +27,9 @@ use crate::metrics::CounterSnapshot;
 use crate::rcu::{self, RcuCell, Retired};
 use crate::registry::{ModuleSlot, Registry, State, Version};
 
+/// Default of [`RuntimeOptions::max_output_size`]: 64 MiB.
+pub const DEFAULT_MAX_OUTPUT_SIZE: usize = 64 << 20;
+
 /// Runtime-wide settings.
 #[derive(Clone, Debug)]
 pub struct RuntimeOptions {
@@ -34,11 +37,19 @@ pub struct RuntimeOptions {
     /// version before it returns. Calls are never cut short: a version still
     /// in use after this is destroyed by whichever thread releases it last.
     pub drain_timeout: Duration,
+    /// The most output, in bytes, a plugin may ask the host to allocate
+    /// (a method or `export_state` answering `HOTMOD_PLUGIN_OUTPUT_TOO_SMALL`,
+    /// or the result of a dependency call): a larger request fails with
+    /// [`Status::OutputTooLarge`] naming the method, the size and this cap,
+    /// and nothing is allocated. Memory a plugin hands over itself (the
+    /// zero-copy path) is not bounded by it. Default
+    /// [`DEFAULT_MAX_OUTPUT_SIZE`] (64 MiB).
+    pub max_output_size: usize,
 }
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { drain_timeout: Duration::from_millis(200) }
+        RuntimeOptions { drain_timeout: Duration::from_millis(200), max_output_size: DEFAULT_MAX_OUTPUT_SIZE }
     }
 }
 
@@ -280,8 +291,19 @@ impl RuntimeInner {
         self.host_fns.load(&g).and_then(|m| m.get(name).cloned())
     }
 
-    /// Calls by name with a raw slot; returns the version to keep alive when
-    /// the output is plugin memory.
+    /// The active version of module `name` (tests look inside versions).
+    #[cfg(test)]
+    pub(crate) fn active_version(&self, name: &str) -> Option<Arc<Version>> {
+        self.registry.get(name).and_then(|s| s.active.load_full())
+    }
+
+    /// The cap on output a plugin may ask for ([`RuntimeOptions::max_output_size`]).
+    pub(crate) fn max_output_size(&self) -> usize {
+        self.options.max_output_size
+    }
+
+    /// Calls by name on behalf of a plugin, into the slot it offered; see
+    /// [`call::call_for_plugin`].
     pub(crate) fn call_raw_by_name(
         &self,
         module: &str,
@@ -289,10 +311,7 @@ impl RuntimeInner {
         input: &[u8],
         out: &mut abi::hotmod_output,
     ) -> Result<Option<Arc<Version>>> {
-        self.with_method(module, method, |v, e| {
-            call::invoke(v, e, input, out)?;
-            Ok(call::is_plugin_memory(out).then(|| v.to_arc()))
-        })
+        self.with_method(module, method, |v, e| call::call_for_plugin(v, e, input, out))
     }
 
     /// Finds `module.method` in the active version and runs `f` on it,

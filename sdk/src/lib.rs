@@ -120,7 +120,8 @@ impl Host {
     }
 
     /// Calls a host function registered under `name`. Errors are hotmod
-    /// status codes.
+    /// status codes. A result larger than 256 bytes is fetched with a second
+    /// call of the size the host asks for, up to [`MAX_RESULT_SIZE`].
     pub fn call_host(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, i32> {
         let api = self.api().ok_or(3001)?;
         let f = api.call_host.ok_or(2001)?;
@@ -130,7 +131,10 @@ impl Host {
     }
 
     /// Calls `method` of a declared dependency `module`, reaching its active
-    /// version. Errors are hotmod status codes.
+    /// version. Errors are hotmod status codes. Results of any size up to
+    /// [`MAX_RESULT_SIZE`] come back whole (the runtime hands large ones
+    /// over; a host that answers 2009 with the size needed is asked again
+    /// with that much).
     pub fn call_module(&self, module: &str, method: &str, input: &[u8]) -> Result<Vec<u8>, i32> {
         let api = self.api().ok_or(3001)?;
         let f = api.call_module.ok_or(2001)?;
@@ -143,19 +147,80 @@ impl Host {
     }
 }
 
-fn call_with_slot(f: impl FnOnce(*mut abi::hotmod_output) -> i32) -> Result<Vec<u8>, i32> {
+/// The largest result [`Host::call_host`] and [`Host::call_module`] accept:
+/// 64 MiB, the runtime's default `max_output_size`. A callee that asks for
+/// more is answered with status 2009 (output too large) without allocating.
+pub const MAX_RESULT_SIZE: usize = 64 << 20;
+
+/// hotmod status "output too large": what a host answers when the result
+/// did not fit the space offered (with the size needed in `len`).
+const STATUS_OUTPUT_TOO_LARGE: i32 = 2009;
+/// hotmod status "invalid output": the callee broke the output protocol.
+const STATUS_INVALID_OUTPUT: i32 = 2011;
+
+/// Calls `f` with 256 bytes of stack space; if the callee answers 2009 with
+/// the size it needs (up to `max`), once more with that much.
+fn call_with_slot(f: impl FnMut(*mut abi::hotmod_output) -> i32) -> Result<Vec<u8>, i32> {
+    call_with_slot_max(f, MAX_RESULT_SIZE)
+}
+
+fn call_with_slot_max(mut f: impl FnMut(*mut abi::hotmod_output) -> i32, max: usize) -> Result<Vec<u8>, i32> {
     let mut buf = [0u8; 256];
     let mut out = abi::hotmod_output::offering(buf.as_mut_ptr(), buf.len());
     let rc = f(&mut out);
+    if rc == STATUS_OUTPUT_TOO_LARGE && out.len > buf.len() {
+        let need = out.len;
+        release(&mut out);
+        if need > max {
+            return Err(STATUS_OUTPUT_TOO_LARGE);
+        }
+        let mut v: Vec<u8> = Vec::new();
+        v.try_reserve_exact(need).map_err(|_| STATUS_OUTPUT_TOO_LARGE)?;
+        let mut out = abi::hotmod_output::offering(v.as_mut_ptr(), v.capacity());
+        let rc = f(&mut out);
+        if rc != 0 {
+            release(&mut out);
+            return Err(rc);
+        }
+        return take(&mut out);
+    }
     if rc != 0 {
+        release(&mut out);
         return Err(rc);
     }
-    // SAFETY: the callee filled the slot per the output protocol.
-    let bytes = unsafe { abi::hotmod_slice { ptr: out.data, len: out.len }.as_bytes() }.to_vec();
-    if let Some(release) = out.release {
-        // SAFETY: exactly once, with the callee's values.
+    take(&mut out)
+}
+
+/// Calls a slot's release callback once, if it has one.
+fn release(out: &mut abi::hotmod_output) {
+    if let Some(release) = out.release.take() {
+        // SAFETY: exactly once (taken), with the callee's values.
         unsafe { release(out.release_ctx, out.data, out.len) };
     }
+}
+
+/// Copies a filled slot's bytes out, range-checked against the space
+/// offered: inside it they must end inside it; outside it they are the
+/// callee's memory; straddling it is invalid output (2011).
+fn take(out: &mut abi::hotmod_output) -> Result<Vec<u8>, i32> {
+    let cap = if out.buf.is_null() { 0 } else { out.capacity };
+    let off = (out.data as usize).wrapping_sub(out.buf as usize);
+    let valid = if off <= cap {
+        out.len <= cap - off
+    } else {
+        let data = out.data as usize;
+        let buf = out.buf as usize;
+        out.len == 0
+            || (data != 0 && data.checked_add(out.len).is_some_and(|end| cap == 0 || end <= buf || data >= buf + cap))
+    };
+    if !valid {
+        release(out);
+        return Err(STATUS_INVALID_OUTPUT);
+    }
+    // SAFETY: inside the offered space (checked), or the callee's memory,
+    // readable for `len` bytes per the protocol.
+    let bytes = unsafe { abi::hotmod_slice { ptr: out.data, len: out.len }.as_bytes() }.to_vec();
+    release(out);
     Ok(bytes)
 }
 
@@ -464,4 +529,90 @@ macro_rules! plugin {
             }
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A callee that needs `n` bytes: answers 2009 with the size when
+    /// offered less, fills the space otherwise; counts its runs.
+    fn sized(n: usize, runs: &mut u32) -> impl FnMut(*mut abi::hotmod_output) -> i32 + '_ {
+        move |out| {
+            *runs += 1;
+            // SAFETY: call_with_slot passes a valid slot.
+            let out = unsafe { &mut *out };
+            if out.capacity < n {
+                out.len = n;
+                return STATUS_OUTPUT_TOO_LARGE;
+            }
+            // SAFETY: buf has capacity >= n bytes.
+            unsafe { std::ptr::write_bytes(out.buf, b'r', n) };
+            out.data = out.buf;
+            out.len = n;
+            0
+        }
+    }
+
+    #[test]
+    fn results_over_the_stack_offer_are_fetched_with_the_size_asked() {
+        let mut runs = 0;
+        let v = call_with_slot(sized(10_000, &mut runs)).unwrap();
+        assert_eq!(v.len(), 10_000);
+        assert!(v.iter().all(|&b| b == b'r'));
+        assert_eq!(runs, 2);
+        let mut runs = 0;
+        assert_eq!(call_with_slot(sized(100, &mut runs)).unwrap().len(), 100);
+        assert_eq!(runs, 1);
+    }
+
+    #[test]
+    fn requests_over_the_cap_are_refused_without_allocating() {
+        for n in [1usize << 50, usize::MAX, MAX_RESULT_SIZE + 1] {
+            let mut runs = 0;
+            assert_eq!(call_with_slot(sized(n, &mut runs)), Err(STATUS_OUTPUT_TOO_LARGE));
+            assert_eq!(runs, 1, "no second call for {n}");
+        }
+        let mut runs = 0;
+        assert_eq!(call_with_slot_max(sized(1000, &mut runs), 999), Err(STATUS_OUTPUT_TOO_LARGE));
+    }
+
+    #[test]
+    fn results_straddling_or_past_the_offered_space_are_invalid() {
+        let cases: [fn(&mut abi::hotmod_output); 3] = [
+            |o| {
+                o.data = o.buf;
+                o.len = o.capacity + 1;
+            },
+            |o| {
+                // SAFETY: only the address is computed.
+                o.data = unsafe { o.buf.add(10) };
+                o.len = o.capacity - 9;
+            },
+            |o| {
+                o.data = (o.buf as usize - 1) as *const u8;
+                o.len = 2;
+            },
+        ];
+        for c in cases {
+            let r = call_with_slot(|out| {
+                // SAFETY: a valid slot.
+                c(unsafe { &mut *out });
+                0
+            });
+            assert_eq!(r, Err(STATUS_INVALID_OUTPUT));
+        }
+        // Bytes at an offset inside the space are fine.
+        let r = call_with_slot(|out| {
+            // SAFETY: a valid slot with 256 bytes.
+            let o = unsafe { &mut *out };
+            // SAFETY: inside the offered space.
+            unsafe { std::ptr::copy_nonoverlapping(b"abc".as_ptr(), o.buf.add(7), 3) };
+            // SAFETY: as above.
+            o.data = unsafe { o.buf.add(7) };
+            o.len = 3;
+            0
+        });
+        assert_eq!(r.unwrap(), b"abc");
+    }
 }

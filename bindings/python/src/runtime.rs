@@ -208,7 +208,7 @@ impl Runtime {
                 u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
             }
         };
-        let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout });
+        let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout, ..Default::default() });
         Ok(Runtime {
             rt: ArcSwapOption::from_pointee(rt),
             callbacks: Arc::default(),
