@@ -33,6 +33,7 @@ deps:
 
 lib:
 	$(CARGO) build --release -p hotmod
+	$(CARGO) build --release -p hotmod-worker
 	@ln -sf libhotmod.so $(LIBDIR)/libhotmod.so.1
 
 # The example plugins and every test fixture plugin go into $(PLUGINS), the one
@@ -56,6 +57,9 @@ RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:
 
 C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 checksum-v1.1 checksum-breaking \
                dependent cycle-a cycle-b orphan $(SIMPLE_FIXTURES) $(BAD_NAMES)))
+# tests/fixtures/faults.c -> libfaults.so: one method per fault an
+# out-of-process worker must contain (never loaded in process).
+C_PLUGINS += $(PLUGINS)/libfaults.so
 
 plugins: lib $(C_PLUGINS)
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
@@ -87,6 +91,8 @@ $(SIMPLE_FIXTURES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/%.c 
 	$(call CC_PLUGIN,)
 $(BAD_NAMES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/bad.c $(PLUGIN_HDR) | $(PLUGINS)
 	$(call CC_PLUGIN,-D$(shell echo $* | tr a-z A-Z))
+$(PLUGINS)/libfaults.so: tests/fixtures/faults.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,)
 
 demo: deps all
 	@mkdir -p $(BUILD)

@@ -612,6 +612,12 @@ impl HostChannel {
         }
     }
 
+    /// A guard for a lane the caller already owns (a buffer's): dropping
+    /// it frees the lane.
+    pub fn adopt(&self, lane: u32) -> LaneGuard<'_> {
+        LaneGuard { ch: self, lane }
+    }
+
     /// Whether `lane` is held by a buffer.
     pub fn held_by_buffer(&self, lane: u32) -> bool {
         self.owners.get(lane as usize).is_some_and(|o| o.load(Ordering::Acquire) == 2)
