@@ -139,6 +139,7 @@ test-node: all
 
 bench: all
 	$(CARGO) run --release -p hotmod-bench
+	$(CARGO) run --release -p hotmod-core --example oop_bench
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
