@@ -40,6 +40,7 @@
 use std::cell::Cell;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -665,6 +666,11 @@ impl HostChannel {
             match s {
                 RESPONSE => break,
                 CALLBACK => {
+                    // A worker answering every callback with another must
+                    // not hold the thread past its deadline.
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(LaneFailure::Timeout);
+                    }
                     self.serve_callback(i, services);
                     publish(&h.state, &h.worker_waiting, CALLBACK_DONE);
                 }
@@ -756,14 +762,18 @@ impl HostChannel {
         };
         match kind {
             CB_LOG => {
-                services.log(arg, &String::from_utf8_lossy(&input));
+                let line = String::from_utf8_lossy(&input);
+                // A panicking service must not leave the lane mid-callback.
+                let _ = catch_unwind(AssertUnwindSafe(|| services.log(arg, &line)));
                 reply(0, &[]);
             }
             CB_CALL_HOST => {
                 let Ok(name) = std::str::from_utf8(&name) else {
                     return reply(Status::InvalidArgument.code(), b"host function name is not UTF-8");
                 };
-                match services.call_host(name, &input) {
+                let result = catch_unwind(AssertUnwindSafe(|| services.call_host(name, &input)))
+                    .unwrap_or_else(|_| Err((Status::Internal.code(), format!("host function '{name}' panicked"))));
+                match result {
                     Ok(out) if out.len() as u64 > cap => reply(
                         Status::OutputTooLarge.code(),
                         format!(
@@ -1128,6 +1138,49 @@ mod tests {
             host.region().lane(i).state.store(IDLE, Ordering::SeqCst);
         }
         assert!(errors > 1000, "most garbage responses must be refused, {errors} were");
+    }
+
+    struct Panicky;
+    impl HostServices for Panicky {
+        fn log(&self, _level: i32, _line: &str) {
+            panic!("log service panicked");
+        }
+        fn call_host(&self, _name: &str, _input: &[u8]) -> std::result::Result<Vec<u8>, (i32, String)> {
+            panic!("host function panicked");
+        }
+    }
+
+    /// A worker whose every answer is another callback is cut off at the
+    /// deadline; a panicking host service becomes an error status for the
+    /// plugin, and the lane keeps working.
+    #[test]
+    fn callback_floods_and_panicking_services_are_contained() {
+        let (host, worker) = pair();
+        let lane = host.acquire(None).unwrap();
+        let i = lane.lane;
+        let w = worker.clone();
+        let t = std::thread::spawn(move || {
+            let wl = WorkerLane::new(&w, i);
+            let _ = wl.next_request();
+            let mut statuses = Vec::new();
+            for _ in 0..3 {
+                statuses.push(wl.callback(CB_CALL_HOST, 0, b"f", b"").0);
+            }
+            statuses.push(wl.callback(CB_LOG, 1, b"", b"x").0);
+            wl.respond(0, 64, 0, "");
+            // Then flood: callbacks until the host gives up on the call.
+            let _ = wl.next_request();
+            while wl.callback(CB_LOG, 1, b"", b"again").0 == 0 {}
+            statuses
+        });
+        let resp = host.round_trip(&lane, req(1), &Panicky, None, &|| true).unwrap();
+        assert_eq!(resp.status, 0);
+        let d = Some(Instant::now() + Duration::from_millis(50));
+        assert!(matches!(host.round_trip(&lane, req(1), &NoServices, d, &|| true), Err(LaneFailure::Timeout)));
+        host.wake_all_dead(); // ends the flooding thread's last wait
+        let statuses = t.join().unwrap();
+        assert_eq!(statuses[..3], [Status::Internal.code(); 3]);
+        assert_eq!(statuses[3], 0, "a panicking log service still answers");
     }
 
     #[test]

@@ -502,8 +502,12 @@ pub fn request(
     mut on_log: impl FnMut(i32, String),
 ) -> Result<(Message, Option<OwnedFd>)> {
     send(sock, msg, fd)?;
+    let deadline = Instant::now() + timeout;
     loop {
-        match recv(sock, Some(timeout))? {
+        // Log lines do not extend the deadline: a peer that only logs
+        // still times out.
+        let left = deadline.saturating_duration_since(Instant::now());
+        match recv(sock, Some(left))? {
             Received::Closed => {
                 return Err(Error::new(Status::PluginCrashed, "the worker closed its control socket"));
             }
