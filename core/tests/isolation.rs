@@ -478,3 +478,31 @@ fn memory_past_the_limit_stops_the_worker() {
     wait_running(w);
     assert_eq!(w.call(method(w, "echo"), b"x").unwrap(), b"x");
 }
+
+#[test]
+fn a_crash_leaves_other_workers_alone() {
+    let _g = serial();
+    let a = start("faults", |_| {});
+    let b = start("checksum", |_| {});
+    let crc = method(&b.worker, "crc32");
+    let before = b.worker.call(crc, b"x").unwrap();
+    let b_pid = b.worker.pid();
+    assert_eq!(a.worker.call(method(&a.worker, "segfault"), b"").unwrap_err().status(), Status::PluginCrashed);
+    assert_eq!(b.worker.call(crc, b"x").unwrap(), before);
+    assert_eq!((b.worker.pid(), b.worker.crashes()), (b_pid, 0));
+    wait_running(&a.worker);
+}
+
+#[test]
+fn a_deadline_can_be_set_per_call() {
+    let _g = serial();
+    let s = start("faults", |_| {});
+    let w = &s.worker;
+    let mut out = abi::hotmod_output::offering(std::ptr::null_mut(), 0);
+    let e = w
+        .call_raw(method(w, "sleep_ms"), &10_000u32.to_le_bytes(), &mut out, Some(Duration::from_millis(100)))
+        .unwrap_err();
+    assert_eq!(e.status(), Status::Timeout, "{e:?}");
+    wait_running(w);
+    assert_eq!(w.call(method(w, "echo"), b"y").unwrap(), b"y");
+}

@@ -404,7 +404,7 @@ impl Inner {
         method: u32,
         input_len: usize,
         out: &mut abi::hotmod_output,
-        deadline: Option<Instant>,
+        (timeout, deadline): (Option<Duration>, Option<Instant>),
     ) -> Result<()> {
         let ch = &inst.channel;
         let cap = ch.region().layout().payload_capacity;
@@ -424,7 +424,7 @@ impl Inner {
         let resp = match ch.round_trip(lane, req, &services, deadline, &alive) {
             Ok(r) => r,
             Err(LaneFailure::Timeout) => {
-                let t = self.opts.call_timeout.unwrap_or_default();
+                let t = timeout.unwrap_or_default();
                 let msg = format!(
                     "{}: expected a response within {} ms, found none; worker pid {} killed",
                     self.method_name(method),
@@ -478,14 +478,15 @@ impl Inner {
         if inst.dead.load(Ordering::Acquire) || self.state.load(Ordering::Acquire) != RUNNING {
             return Err(self.unavailable(method));
         }
-        let deadline = timeout.or(self.opts.call_timeout).map(|t| Instant::now() + t);
+        let timeout = timeout.or(self.opts.call_timeout);
+        let deadline = timeout.map(|t| Instant::now() + t);
         let ch = &inst.channel;
         // An input already in one of this region's lanes, held by a buffer:
         // only its length crosses.
         if let Some((lane, 0)) = ch.region().payload_lane_of(input.as_ptr(), input.len()) {
             if ch.held_by_buffer(lane) && !input.is_empty() {
                 let g = ManuallyDrop::new(ch.adopt(lane));
-                return self.call_on(&inst, &g, method, input.len(), out, deadline);
+                return self.call_on(&inst, &g, method, input.len(), out, (timeout, deadline));
             }
         }
         let lane = ch.acquire(deadline).map_err(|_| {
@@ -509,7 +510,7 @@ impl Inner {
                 ),
             ));
         }
-        self.call_on(&inst, &lane, method, input.len(), out, deadline)
+        self.call_on(&inst, &lane, method, input.len(), out, (timeout, deadline))
     }
 }
 
