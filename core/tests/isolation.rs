@@ -448,6 +448,7 @@ fn unsandboxed_the_fixtures_can_do_what_the_sandbox_refuses() {
     assert!(!w.call(method(w, "passwd"), b"").unwrap().is_empty());
     w.call(method(w, "socket"), b"").unwrap();
     w.call(method(w, "fork"), b"").unwrap();
+    assert_eq!(w.call(method(w, "ctor_socket"), b"").unwrap(), [1]);
 }
 
 #[test]
@@ -462,6 +463,8 @@ fn the_sandbox_refuses_files_sockets_and_fork() {
     assert!(e.message().contains("Operation not permitted"), "{e:?}");
     let e = w.call(method(w, "fork"), b"").unwrap_err();
     assert!(e.message().contains("fork: Operation not permitted"), "{e:?}");
+    // The constructor ran under the sandbox already.
+    assert_eq!(w.call(method(w, "ctor_socket"), b"").unwrap(), [0]);
     // Threads still work (the lanes are threads), and so do calls.
     assert_eq!(w.call(method(w, "echo"), b"ok").unwrap(), b"ok");
     assert_eq!(w.crashes(), 0);
