@@ -154,6 +154,13 @@ fn serve(sock: OwnedFd, region_fd: OwnedFd) -> i32 {
                     message: "expected the plugin's memfd with the Load message, found no descriptor".into(),
                 },
             },
+            // Landlock restricts the calling thread and the threads it starts
+            // later: applied after Init, it would miss the lane threads
+            // (and the plugin's constructors would have run unsandboxed).
+            Message::Sandbox(_) if runtime.is_some() => Message::Failed {
+                status: Status::InvalidArgument.code(),
+                message: "expected the sandbox before Init, found it after the plugin was mapped".into(),
+            },
             Message::Sandbox(spec) => match super::sandbox::apply(&spec, plugin_fd.as_ref().map(|f| f.as_fd())) {
                 Ok(report) => {
                     for n in report.notes {

@@ -645,8 +645,13 @@ impl Worker {
     /// worker without a copy (pass [`LaneBuffer::input`] as the input).
     pub fn buffer(&self) -> Result<LaneBuffer> {
         let inst = self.inner.current().ok_or_else(|| self.inner.unavailable(0))?;
-        let lane =
-            inst.channel.acquire_for_buffer(None).map_err(|_| Error::new(Status::Busy, "no free lane for a buffer"))?;
+        let deadline = Some(Instant::now() + self.inner.opts.start_timeout);
+        let lane = inst.channel.acquire_for_buffer(deadline).map_err(|_| {
+            Error::new(
+                Status::Busy,
+                format!("expected a free lane for a buffer, found all {} busy", self.inner.opts.lanes),
+            )
+        })?;
         let lane = ManuallyDrop::new(lane).lane;
         Ok(LaneBuffer { inst, lane, len: 0 })
     }
