@@ -33,6 +33,7 @@ deps:
 
 lib:
 	$(CARGO) build --release -p hotmod
+	$(CARGO) build --release -p hotmod-worker
 	@ln -sf libhotmod.so $(LIBDIR)/libhotmod.so.1
 
 # The `hotmod` command (cli/): inspect, verify, call, bench, manifest check, watch.
@@ -65,6 +66,9 @@ RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:
 
 C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 checksum-v1.1 checksum-breaking \
                dependent cycle-a cycle-b orphan badout-twin $(SIMPLE_FIXTURES) $(BAD_NAMES) $(BADDESC_NAMES)))
+# tests/fixtures/faults.c -> libfaults.so: one method per fault an
+# out-of-process worker must contain (never loaded in process).
+C_PLUGINS += $(PLUGINS)/libfaults.so
 
 # C++ (include/hotmod_plugin.hpp) and Go (sdk/go) plugins, rules below.
 LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults gochecksum gochecksum-v2 gofaults \
@@ -135,6 +139,8 @@ $(PLUGINS)/libgofaults.so: tests/fixtures/go-faults/main.go tests/fixtures/go-fa
 	$(call GO_PLUGIN,)
 $(PLUGINS)/libgobare.so: tests/fixtures/go-bare/main.go tests/fixtures/go-bare/bare.c $(PLUGIN_HDR) | $(PLUGINS)
 	$(call GO_PLUGIN,)
+$(PLUGINS)/libfaults.so: tests/fixtures/faults.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,)
 
 demo: deps all
 	@mkdir -p $(BUILD)
@@ -200,6 +206,7 @@ test-node: all
 
 bench: all
 	$(CARGO) run --release -p hotmod-bench
+	$(CARGO) run --release -p hotmod-core --example oop_bench
 
 # The same methods in C, C++, Rust and Go plugins, and what Go costs in process.
 .PHONY: bench-languages

@@ -30,6 +30,7 @@ mod descriptor;
 pub mod error;
 pub mod events;
 mod host;
+pub mod isolation;
 pub mod loader;
 pub mod manifest;
 pub mod metrics;
