@@ -659,7 +659,7 @@ impl Worker {
     /// A proxy entry for method `method`: `(proxy_call, ctx)` behaves like
     /// the plugin's own method (the context must outlive its use).
     pub fn proxy(&self, method: u32) -> Box<ProxyMethod> {
-        Box::new(ProxyMethod { inner: self.inner.clone(), method })
+        Box::new(ProxyMethod { inner: self.inner.clone(), method, pending: Arc::default() })
     }
 
     /// The supervision state.
@@ -738,6 +738,10 @@ impl Drop for LaneBuffer {
 pub struct ProxyMethod {
     inner: Arc<Inner>,
     method: u32,
+    /// Whose error messages this proxy's failures are (the version the
+    /// proxy entry belongs to, once it is one; its own until then), so
+    /// they stay scoped to the call that failed like any plugin's.
+    pending: crate::call::PendingErrors,
 }
 
 /// Private return codes of [`proxy_call`] for failures that are not the
@@ -775,7 +779,7 @@ pub unsafe extern "C" fn proxy_call(ctx: *mut c_void, input: abi::hotmod_slice, 
                     Status::PluginPanicked => abi::HOTMOD_PLUGIN_PANICKED,
                     s => -s.code(),
                 };
-                crate::call::set_plugin_error(e.message().to_owned());
+                crate::call::set_plugin_error(&p.pending, e.message().to_owned());
                 rc
             }
         }
