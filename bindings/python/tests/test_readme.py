@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from conftest import PLUGIN_DIR, plugin
@@ -23,6 +25,23 @@ def run_block(index: int) -> str:
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(README), "exec"), {"__name__": "__readme__"})
     return out.getvalue()
+
+
+def test_every_block_passes_mypy_strict(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert blocks, "README.md has python blocks"
+    files = []
+    for i, code in enumerate(blocks):
+        f = tmp_path / f"readme_block_{i}.py"
+        f.write_text(code)
+        files.append(str(f))
+    r = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", *files],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, f"mypy --strict on README.md's python blocks:\n{r.stdout}{r.stderr}"
 
 
 def test_quickstart_runs() -> None:
