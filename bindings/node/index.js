@@ -85,4 +85,14 @@ Method.prototype[inspect.custom] = function (depth, options, inspectFn) {
   return `Method ${(inspectFn || inspect)(this.toJSON(), options)}`
 }
 
+// Errors thrown by the addon are plain Errors/TypeErrors with a numeric
+// `code`; HotmodError recognises them by that shape (see index.d.ts).
+const { describeStatus } = native
+class HotmodError extends Error {
+  static [Symbol.hasInstance](e) {
+    return e instanceof Error && typeof e.code === 'number' && describeStatus(e.code) !== null
+  }
+}
+native.HotmodError = HotmodError
+
 module.exports = native

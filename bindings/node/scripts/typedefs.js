@@ -103,7 +103,9 @@ function render(typeDefDir) {
     decls.push({ name: e.name, isClass: e.kind === 'struct', text: indent(doc + text) })
   }
   decls.sort((a, b) => (a.isClass !== b.isClass ? (a.isClass ? -1 : 1) : a.name.toLowerCase().localeCompare(b.name.toLowerCase())))
-  return `${HEADER}\n${decls.map((d) => d.text).join('\n\n')}\n`
+  // What index.js defines in JavaScript (not from the Rust sources).
+  const extra = fs.readFileSync(path.join(__dirname, 'index.extra.d.ts'), 'utf8')
+  return `${HEADER}\n${decls.map((d) => d.text).join('\n\n')}\n\n${extra}`
 }
 
 module.exports = { render }
