@@ -132,8 +132,24 @@ pub(crate) struct Regions {
 impl Regions {
     /// The readable `PT_LOAD` segments of the loaded object whose segments
     /// contain `addr`, or None if no loaded object's do.
+    ///
+    /// Where reads of plugin memory cannot fault ([`fault_safe_reads`]),
+    /// memory outside the object's segments is accepted too: a plugin may
+    /// build its descriptor at run time in memory it never frees (the Go
+    /// SDK does, from the methods registered at init), and every read is
+    /// still bounded by the length caps and refused where unmapped.
     #[cfg(target_os = "linux")]
     pub(crate) fn of_object_containing(addr: usize) -> Option<Regions> {
+        if fault_safe_reads() {
+            return Some(Regions { ranges: vec![(1, usize::MAX)] });
+        }
+        Regions::segments_of_object_containing(addr)
+    }
+
+    /// The readable `PT_LOAD` segments of the loaded object whose segments
+    /// contain `addr`, or None if no loaded object's do.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn segments_of_object_containing(addr: usize) -> Option<Regions> {
         struct Search {
             addr: usize,
             found: Option<Regions>,
@@ -174,6 +190,12 @@ impl Regions {
         Some(Regions { ranges: vec![(1, usize::MAX)] })
     }
 
+    /// As [`of_object_containing`](Self::of_object_containing).
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn segments_of_object_containing(addr: usize) -> Option<Regions> {
+        Regions::of_object_containing(addr)
+    }
+
     /// Adds a range (tests build descriptors outside any object's segments).
     #[cfg(test)]
     pub(crate) fn add(&mut self, start: usize, len: usize) {
@@ -212,7 +234,9 @@ fn copy_in(src: usize, dst: &mut [u8]) -> bool {
             return n as usize == dst.len();
         }
         let err = std::io::Error::last_os_error().raw_os_error();
-        if err != Some(libc::ENOSYS) && err != Some(libc::EPERM) {
+        if err != Some(libc::ENOSYS) && err != Some(libc::EPERM) || fault_safe_reads() {
+            // (Once reads were found fault-safe, ranges are no longer
+            // bounded by segments: never fall back on a plain read then.)
             return false;
         }
         // Not available (old kernel, or a seccomp filter): fall back on the
@@ -222,6 +246,29 @@ fn copy_in(src: usize, dst: &mut [u8]) -> bool {
     // segment of a loaded object.
     unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
     true
+}
+
+/// Whether reads of plugin memory go through `process_vm_readv`, which
+/// reports an unmapped or protected page as an error instead of faulting
+/// (probed once; a seccomp filter or an old kernel may refuse it).
+#[cfg(target_os = "linux")]
+pub(crate) fn fault_safe_reads() -> bool {
+    static PROBE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROBE.get_or_init(|| {
+        let src = 0x5au8;
+        let mut dst = 0u8;
+        let local = libc::iovec { iov_base: &mut dst as *mut u8 as *mut c_void, iov_len: 1 };
+        let remote = libc::iovec { iov_base: &src as *const u8 as *mut c_void, iov_len: 1 };
+        // SAFETY: reads one byte of our own stack into another.
+        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        n == 1 && dst == 0x5a
+    })
+}
+
+/// Without `process_vm_readv`, reads are bounded by segments instead.
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn fault_safe_reads() -> bool {
+    false
 }
 
 /// Copies a `T` from plugin memory at `p` after checking alignment and
@@ -337,9 +384,11 @@ fn read_str(
     Ok(s)
 }
 
-/// Validates the descriptor at `desc`, read from plugin `file`. The
-/// descriptor and everything it points to must lie in the readable segments
-/// of the loaded object the descriptor itself is in.
+/// Validates the descriptor at `desc`, read from plugin `file`. Every read
+/// is checked first: where reads cannot fault ([`fault_safe_reads`]) any
+/// readable memory is accepted, else the descriptor and everything it points
+/// to must lie in the readable segments of the loaded object the descriptor
+/// itself is in.
 ///
 /// # Safety
 /// `desc` must be what the plugin's entry symbol returned; it is otherwise
@@ -552,7 +601,10 @@ mod tests {
     /// The test binary's segments (string literals, statics), plus the
     /// stack objects the tests build.
     fn regions(extra: &[(usize, usize)]) -> Regions {
-        let mut r = Regions::of_object_containing(c"demo".as_ptr() as usize).expect("the test binary is loaded");
+        // The segment-bounded mode (what runs where reads could fault), so
+        // that pointers outside the segments are seen refused.
+        let mut r =
+            Regions::segments_of_object_containing(c"demo".as_ptr() as usize).expect("the test binary is loaded");
         for &(p, n) in extra {
             r.add(p, n);
         }
@@ -674,11 +726,17 @@ mod tests {
         d.name = heap_name.as_ptr();
         let e = read(&d).unwrap_err();
         assert!(e.message().contains("module name inside the plugin's loaded segments"), "{e}");
-        // A descriptor no loaded object holds.
+        // A descriptor no loaded object holds: refused where reads could
+        // fault; where they cannot, read like any other (the Go SDK builds
+        // its descriptor at run time), with the same checks.
         let boxed = Box::new(desc(&ms));
         // SAFETY: read_descriptor checks the pointer before reading.
-        let e = unsafe { read_descriptor(&*boxed, "/plugins/demo.so") }.unwrap_err();
-        assert!(e.message().contains("lies in none"), "{e}");
+        let r = unsafe { read_descriptor(&*boxed, "/plugins/demo.so") };
+        if fault_safe_reads() {
+            assert_eq!(r.unwrap().methods[0].name, "a");
+        } else {
+            assert!(r.unwrap_err().message().contains("lies in none"));
+        }
         // The methods array running past its segment.
         let mut d = desc(&ms);
         d.method_count = 1;
