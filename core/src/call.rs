@@ -196,12 +196,22 @@ impl Drop for Output {
 
 /// Calls one entry of a version. The fast path.
 #[inline(always)]
-pub(crate) fn invoke(v: &Version, e: &MethodEntry, input: &[u8], out: &mut abi::hotmod_output) -> Result<()> {
+pub(crate) fn invoke(
+    v: &Pinned<'_, Version>,
+    e: &MethodEntry,
+    input: &[u8],
+    out: &mut abi::hotmod_output,
+) -> Result<()> {
     let counters = &e.shared.counters;
-    let rc = if counters.begin() {
+    // Counted in the thread record the read section already holds.
+    let sample = counters.begin_on(v.thread());
+    // While the plugin runs, only this version is held (pinned): a call
+    // parked in a plugin delays nothing else's reclamation.
+    let suspended = rcu::suspend(v);
+    let rc = if sample {
         let t0 = Instant::now();
         // SAFETY: `func` was validated non-NULL from this version's
-        // descriptor; the version is alive for the call (the caller holds it).
+        // descriptor; the version is alive for the call (pinned).
         let rc = unsafe { (e.func)(v.instance, abi::hotmod_slice::from_bytes(input), out) };
         counters.record_latency(t0.elapsed().as_nanos() as u64);
         rc
@@ -209,6 +219,7 @@ pub(crate) fn invoke(v: &Version, e: &MethodEntry, input: &[u8], out: &mut abi::
         // SAFETY: as above.
         unsafe { (e.func)(v.instance, abi::hotmod_slice::from_bytes(input), out) }
     };
+    drop(suspended);
     if rc != abi::HOTMOD_PLUGIN_OK {
         return Err(call_failed(v, e, rc, out));
     }
@@ -340,7 +351,7 @@ fn plugin_output(v: &Pinned<'_, Version>, out: &abi::hotmod_output) -> Output {
 /// Plugin-owned output is copied into `dst` and released. Inlined into
 /// the C API's and bindings' call functions: it is the whole fast path.
 #[inline(always)]
-pub(crate) fn call_into(v: &Version, e: &MethodEntry, input: &[u8], dst: &mut [u8]) -> Result<usize> {
+pub(crate) fn call_into(v: &Pinned<'_, Version>, e: &MethodEntry, input: &[u8], dst: &mut [u8]) -> Result<usize> {
     let mut out = abi::hotmod_output::offering(dst.as_mut_ptr(), dst.len());
     invoke(v, e, input, &mut out)?;
     if !is_plugin_memory(&out) {
