@@ -10,6 +10,13 @@
 //! freed its id's cells are zeroed in every table before the id is reused.
 //! Summing, folding, zeroing and growing all hold the record list's lock,
 //! so a sum never misses or double-counts an exiting thread.
+//!
+//! The one inexactness: a call made from a signal handler that interrupts
+//! its own thread between the load and the store of the same cell loses
+//! one count (the price of not using a locked instruction). A thread's
+//! first call of a method grows its table under a lock, which a signal
+//! handler must not interrupt: a handler should only call methods its
+//! thread has called before.
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -44,6 +51,7 @@ impl Table {
     }
 
     /// The cells, for the owning thread or a holder of the record list's lock.
+    #[inline(always)]
     fn cells(&self) -> &[Cells] {
         let p = self.ptr.load(Relaxed);
         if p.is_null() {

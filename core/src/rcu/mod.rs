@@ -295,7 +295,12 @@ impl Drop for ReadGuard {
         // that sees 0 frees it.
         r.state.store(0, Ordering::Release);
         let top = r.pin_top.load(Ordering::Relaxed);
-        if top > self.mark {
+        if top == self.mark + 1 && (self.mark as usize) < PINS {
+            // The common case: the one pin of a call.
+            r.pins[self.mark as usize].store(std::ptr::null_mut(), Ordering::Release);
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+            r.pin_top.store(self.mark, Ordering::Relaxed);
+        } else if top > self.mark {
             unpin(r, self.mark, top);
         }
         membarrier::light();
@@ -308,6 +313,8 @@ fn unpin(r: &Reader, from: u32, to: u32) {
     for p in &r.pins[from as usize..(to as usize).min(PINS)] {
         p.store(std::ptr::null_mut(), Ordering::Release);
     }
+    // Release the slots only once cleared (a signal handler may reuse them).
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
     r.pin_top.store(from, Ordering::Relaxed);
 }
 
@@ -339,8 +346,11 @@ pub(crate) fn suspend<'a, T>(value: &Pinned<'a, T>) -> Suspended<'a> {
     }
     let ptr = value.ptr as *const T as *mut ();
     if top == 0 || !std::ptr::eq(r.pins[top as usize - 1].load(Ordering::Relaxed), ptr) {
-        r.pins[top as usize].store(ptr, Ordering::Relaxed);
+        // Claim the slot first: a signal handler that calls hotmod between
+        // these two stores then pins above it instead of overwriting it.
         r.pin_top.store(top + 1, Ordering::Relaxed);
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        r.pins[top as usize].store(ptr, Ordering::Relaxed);
     }
     // Release: the pin is visible to a writer that sees the section end.
     r.state.store(0, Ordering::Release);
