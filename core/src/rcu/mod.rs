@@ -408,28 +408,64 @@ impl GracePeriod {
         GracePeriod { generation, ptr }
     }
 
-    /// Whether the grace period is over. With `flag`, sets the waiter flag
-    /// of each reader in the way (the caller then runs the barrier, checks
-    /// again, and sleeps until woken).
-    fn check(&self, flag: bool) -> bool {
+    /// Whether the grace period is over; if not, flags every reader in the
+    /// way (adding it to `flagged`) and returns whether one of them was not
+    /// flagged before.
+    fn check(&self, flagged: &mut Vec<usize>) -> (bool, bool) {
         let t = threads();
-        let mut done = true;
+        let (mut done, mut new) = (true, false);
         for r in &t.readers {
             if r.blocks(self.generation, self.ptr) {
                 done = false;
-                if !flag {
-                    break;
-                }
                 r.waiter.store(true, Ordering::Relaxed);
+                let id = Arc::as_ptr(r) as usize;
+                if !flagged.contains(&id) {
+                    flagged.push(id);
+                    new = true;
+                }
             }
         }
-        done && UNREGISTERED.load(Ordering::Acquire) == 0
+        if UNREGISTERED.load(Ordering::Acquire) != 0 {
+            // Those sections have no record to flag; they wake every
+            // waiter when they end.
+            done = false;
+        }
+        (done, new)
+    }
+
+    /// Whether the grace period is over (a cheap look: flags nobody).
+    fn done(&self) -> bool {
+        let t = threads();
+        !t.readers.iter().any(|r| r.blocks(self.generation, self.ptr)) && UNREGISTERED.load(Ordering::Acquire) == 0
+    }
+
+    /// True if the grace period is over; false once every reader in its way
+    /// has been flagged *before* a process-wide barrier, so that each of
+    /// them will see its flag when it leaves and wake the caller, who may
+    /// then sleep. (A reader can become visible only after the barrier that
+    /// follows a flagging pass: one that loaded the generation just before
+    /// the writer's barrier and stored it just after. It is flagged in turn,
+    /// and the loop ends because each reader does this at most once.)
+    fn ready_or_armed(&self) -> bool {
+        let mut flagged = Vec::new();
+        loop {
+            let (done, new) = self.check(&mut flagged);
+            if done {
+                return true;
+            }
+            if !new {
+                return false;
+            }
+            // Pairs with the readers' compiler fence between leaving and
+            // loading their flag.
+            membarrier::heavy();
+        }
     }
 
     /// Waits for the grace period to end, until `deadline` if given.
     /// Returns whether it ended.
     pub fn wait(&self, deadline: Option<Instant>) -> bool {
-        reclaim::wait_until(|flag| self.check(flag), deadline)
+        reclaim::wait_until(|| self.done(), || self.ready_or_armed(), deadline)
     }
 }
 

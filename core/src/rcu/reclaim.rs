@@ -12,7 +12,7 @@
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
-use super::{membarrier, GracePeriod};
+use super::GracePeriod;
 
 struct Deferred {
     /// Dropped once the grace period is over (it is an `Arc` of the value).
@@ -69,13 +69,14 @@ pub(crate) fn report(msg: String) {
     wake();
 }
 
-/// Waits until `check(false)` holds, or `deadline` passes; `check(true)`
-/// must also flag the readers in the way. Returns whether it held.
-pub(crate) fn wait_until(check: impl Fn(bool) -> bool, deadline: Option<Instant>) -> bool {
+/// Waits until `done` holds, or `deadline` passes. `ready` is `done` that,
+/// when false, has made sure the readers in the way will wake us (see
+/// `GracePeriod::ready_or_armed`). Returns whether it held.
+pub(crate) fn wait_until(done: impl Fn() -> bool, ready: impl Fn() -> bool, deadline: Option<Instant>) -> bool {
     // Sections are short: look again a few times, letting the readers run
     // (there may be more of them than cores), before sleeping.
     for i in 0..32 {
-        if check(false) {
+        if done() {
             return true;
         }
         if i < 8 {
@@ -89,13 +90,7 @@ pub(crate) fn wait_until(check: impl Fn(bool) -> bool, deadline: Option<Instant>
     }
     loop {
         let epoch = *wake_lock();
-        if check(true) {
-            return true;
-        }
-        // Pairs with the readers' compiler fence between leaving and
-        // loading their flag.
-        membarrier::heavy();
-        if check(false) {
+        if ready() {
             return true;
         }
         let mut g = wake_lock();
@@ -106,7 +101,7 @@ pub(crate) fn wait_until(check: impl Fn(bool) -> bool, deadline: Option<Instant>
                     let now = Instant::now();
                     if now >= d {
                         drop(g);
-                        return check(false);
+                        return ready();
                     }
                     g = WAKE_CV.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
                 }
@@ -152,11 +147,7 @@ fn run() {
         }
         // Values are dropped here, outside every lock: dropping a version
         // runs its plugin's deactivate and destroy hooks and emits events.
-        let mut pending: Vec<Deferred> = items.into_iter().filter(|d| !d.grace.check(true)).collect();
-        if !pending.is_empty() {
-            membarrier::heavy();
-            pending.retain(|d| !d.grace.check(false));
-        }
+        let pending: Vec<Deferred> = items.into_iter().filter(|d| !d.grace.ready_or_armed()).collect();
         if !pending.is_empty() {
             queue().items.extend(pending);
         }
