@@ -51,7 +51,7 @@ PLUGIN_HDR := include/hotmod_plugin.h
 CC_PLUGIN = $(CC) $(PLUGIN_CFLAGS) $(1) $< -o $@.tmp && mv -f $@.tmp $@
 
 # tests/fixtures/<name>.c -> lib<name>.so, no -D variants.
-SIMPLE_FIXTURES := probe badout ctor initfail noentry
+SIMPLE_FIXTURES := probe badout ctor initfail noentry blocker
 # bad.c: one file per descriptor defect, -D<VARIANT> -> lib<variant>.so.
 BAD_FIXTURES := BAD_MAGIC ABI_V2 SMALL_SIZE NULL_DESC EMPTY_NAME DUP_METHODS NULL_FN BAD_SEMVER BAD_DEP_RANGE \
                 NEWER_DEP SELF_DEP

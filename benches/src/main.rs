@@ -7,7 +7,12 @@
 //! - a hotmod call by name (core API and C API),
 //!
 //! then call latency and throughput in steady state versus during
-//! continuous upgrades, and how long an upgrade takes to publish.
+//! continuous upgrades, how long an upgrade takes to publish, and how the
+//! call path scales: throughput of 1, 2 and 8 threads calling one method
+//! through one handle (nothing shared may be written on the call path, so
+//! 2 threads should get about twice the calls of 1 on a machine with 2
+//! cores or more, and 8 no fewer than 2). `hotmod-bench scaling` runs only
+//! the scaling part, `hotmod-bench calls` only the single-thread call costs.
 //!
 //! and prints nanoseconds per call with ratios against the baselines; the
 //! table is also written as JSON to `build/bench-call-path.json`. Timing is
@@ -337,16 +342,88 @@ checksum.crc32 by handle, {callers} calling threads, 2 s each (one upgrading thr
     );
 }
 
+/// Calls per second of `threads` threads calling `module.method` through
+/// one shared handle for `secs` (the median of three runs).
+fn throughput(rt: &Arc<Runtime>, module: &str, method: &str, input: &[u8], threads: usize, secs: f64) -> f64 {
+    let handle = Arc::new(rt.method(module, method).unwrap());
+    let mut runs: Vec<f64> = (0..3)
+        .map(|_| {
+            let stop = Arc::new(AtomicBool::new(false));
+            let start = Arc::new(std::sync::Barrier::new(threads + 1));
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (h, stop, start, input) = (handle.clone(), stop.clone(), start.clone(), input.to_vec());
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 64];
+                        let mut n = 0u64;
+                        start.wait();
+                        while !stop.load(Ordering::Relaxed) {
+                            for _ in 0..256 {
+                                black_box(h.call_into(black_box(&input), &mut buf).unwrap());
+                            }
+                            n += 256;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            start.wait();
+            let t = Instant::now();
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            stop.store(true, Ordering::Relaxed);
+            let calls: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+            calls as f64 / t.elapsed().as_secs_f64()
+        })
+        .collect();
+    runs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    runs[1]
+}
+
+fn bench_scaling(plugins: &std::path::Path) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "
+scaling: calls/s through one handle shared by N threads ({cores} cores; median of 3 runs of 0.5 s)"
+    );
+    println!("  {:<28} {:>12} {:>12} {:>12} {:>8} {:>8}", "method", "1 thread", "2 threads", "8 threads", "2/1", "8/2");
+    let rt = Arc::new(Runtime::new());
+    rt.load(plugins.join("libprobe.so"), &LoadOptions::default()).unwrap();
+    rt.load(plugins.join("libchecksum.so"), &LoadOptions::default()).unwrap();
+    for (module, method, input) in [("probe", "noop", &[][..]), ("checksum", "length", &[0u8; 16][..])] {
+        let t: Vec<f64> = [1, 2, 8].iter().map(|&n| throughput(&rt, module, method, input, n, 0.5)).collect();
+        println!(
+            "  {:<28} {:>12.3e} {:>12.3e} {:>12.3e} {:>7.2}x {:>7.2}x",
+            format!("{module}.{method}"),
+            t[0],
+            t[1],
+            t[2],
+            t[1] / t[0],
+            t[2] / t[1]
+        );
+    }
+    println!("  targets: 2/1 >= 1.8x (with 2 or more cores), 8/2 >= 1.0x");
+}
+
 fn main() {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let plugins =
         std::env::var_os("HOTMOD_PLUGIN_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("build/plugins"));
     let lib_dir = std::env::var_os("HOTMOD_LIB_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target/release"));
+    if std::env::args().nth(1).as_deref() == Some("scaling") {
+        bench_scaling(&plugins);
+        return;
+    }
     println!("hotmod call-path benchmark (median of {ROUNDS} rounds; counters and latency sampling on)");
     let mut rows = Vec::new();
+    rows.extend(bench_method(&plugins, &lib_dir, "libprobe.so", c"probe", c"noop", &[]));
+    if std::env::args().nth(1).as_deref() == Some("calls") {
+        rows.extend(bench_method(&plugins, &lib_dir, "libchecksum.so", c"checksum", c"length", &[0u8; 16]));
+        return;
+    }
     rows.extend(bench_method(&plugins, &lib_dir, "libchecksum.so", c"checksum", c"length", &[0u8; 16]));
     rows.extend(bench_method(&plugins, &lib_dir, "libchecksum.so", c"checksum", c"crc32", &[7u8; 64]));
     bench_upgrades(&plugins);
+    bench_scaling(&plugins);
     let json: Vec<String> = rows
         .iter()
         .map(|r| {

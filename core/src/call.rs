@@ -413,17 +413,28 @@ fn run(e: &MethodEntry, input: &[u8], out: &mut abi::hotmod_output) -> i32 {
 }
 
 /// Runs `f` as one counted call of `e` (one call, latency sampled 1 in N).
+///
+/// The call is counted in the thread record the read section already holds
+/// (no second thread-local lookup, no shared write), and while the plugin
+/// runs only this version is held (pinned): a call parked in a plugin
+/// delays nothing else's reclamation. `f` may use only what the version
+/// owns (its entries, their shared slot data), never other values read in
+/// the section.
 #[inline(always)]
-fn counted<R>(e: &MethodEntry, f: impl FnOnce() -> R) -> R {
+fn counted<R>(v: &Pinned<'_, Version>, e: &MethodEntry, f: impl FnOnce() -> R) -> R {
     let counters = &e.shared.counters;
-    if counters.begin() {
+    let sample = counters.begin_on(v.thread());
+    let suspended = rcu::suspend(v);
+    let r = if sample {
         let t0 = Instant::now();
         let r = f();
         counters.record_latency(t0.elapsed().as_nanos() as u64);
         r
     } else {
         f()
-    }
+    };
+    drop(suspended);
+    r
 }
 
 /// What a call with one possible retry came to.
@@ -575,7 +586,7 @@ pub(crate) fn call_owned(v: &Pinned<'_, Version>, e: &MethodEntry, input: &[u8],
         heap.as_mut_ptr()
     };
     let mut out = abi::hotmod_output::offering(base, offer);
-    match counted(e, || run_sized(e, input, &mut out, &mut heap)) {
+    match counted(v, e, || run_sized(e, input, &mut out, &mut heap)) {
         Outcome::Rc(abi::HOTMOD_PLUGIN_OK) => {}
         outcome => return Err(failed(v, e, outcome, &mut out)),
     }
@@ -618,9 +629,9 @@ fn plugin_output(v: &Pinned<'_, Version>, out: &abi::hotmod_output) -> Output {
 /// memory is copied into `dst` and released. Inlined into the C API's and
 /// bindings' call functions: it is the whole fast path.
 #[inline(always)]
-pub(crate) fn call_into(v: &Version, e: &MethodEntry, input: &[u8], dst: &mut [u8]) -> Result<usize> {
+pub(crate) fn call_into(v: &Pinned<'_, Version>, e: &MethodEntry, input: &[u8], dst: &mut [u8]) -> Result<usize> {
     let mut out = abi::hotmod_output::offering(dst.as_mut_ptr(), dst.len());
-    let rc = counted(e, || run(e, input, &mut out));
+    let rc = counted(v, e, || run(e, input, &mut out));
     if rc != abi::HOTMOD_PLUGIN_OK {
         return Err(into_failed(v, e, rc, &mut out));
     }
@@ -697,7 +708,7 @@ pub(crate) fn call_for_plugin(
     } else {
         abi::hotmod_output::offering(slot.buf, caller_cap)
     };
-    match counted(e, || run_sized(e, input, &mut out, &mut heap)) {
+    match counted(v, e, || run_sized(e, input, &mut out, &mut heap)) {
         Outcome::Rc(abi::HOTMOD_PLUGIN_OK) => {}
         outcome => return Err(failed(v, e, outcome, &mut out)),
     }

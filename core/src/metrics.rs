@@ -1,16 +1,23 @@
-//! Per-method metrics kept on the call path without a shared lock.
+//! Per-method metrics kept on the call path without a shared write.
 //!
-//! Each method slot owns one cache-line-aligned [`MethodCounters`]: relaxed
-//! atomic counters, no mutex. Latency is measured on a sample of calls (one
-//! in [`LATENCY_SAMPLE_EVERY`], chosen from the call counter the call path
-//! already increments): reading the clock twice costs more than all the
-//! rest of a call's overhead (about 60 ns against 3 to 4 on the machines
-//! measured), so the sample is kept small.
-//! Sampled latencies go into a log2 histogram from which quantiles are read.
+//! Calls, errors and panics are counted per thread (see
+//! `crate::rcu::counters`): the call path adds one to a cell in its own
+//! thread's record with a plain load and store, and [`MethodCounters::snapshot`]
+//! sums the cells of every thread, plus the totals of threads that exited.
+//! Latency is measured on a sample of calls (one in [`LATENCY_SAMPLE_EVERY`]
+//! per thread, chosen by a per-thread countdown): reading the clock twice
+//! costs more than all the rest of a call's overhead (about 60 ns against 3
+//! to 4 on the machines measured), so the sample is kept small. Samples go
+//! into shared relaxed atomics (one call in 128 writes them), a log2
+//! histogram from which quantiles are read.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
-/// One call in this many has its latency measured.
+use crate::rcu::counters::{self, Totals};
+use crate::rcu::Reader;
+
+/// One call in this many has its latency measured (per thread).
 pub const LATENCY_SAMPLE_EVERY: u64 = 128;
 /// Number of log2 histogram buckets: bucket `i` holds latencies in
 /// `[2^i, 2^(i+1))` nanoseconds; the last bucket holds everything above.
@@ -20,9 +27,10 @@ pub const LATENCY_BUCKETS: usize = 40;
 #[repr(align(64))]
 #[derive(Debug)]
 pub struct MethodCounters {
-    calls: AtomicU64,
-    errors: AtomicU64,
-    panics: AtomicU64,
+    /// Index of this method's cells in every thread's record.
+    id: u32,
+    /// Counts of threads that exited.
+    totals: Arc<Totals>,
     sampled: AtomicU64,
     sampled_ns: AtomicU64,
     buckets: [AtomicU64; LATENCY_BUCKETS],
@@ -30,10 +38,10 @@ pub struct MethodCounters {
 
 impl Default for MethodCounters {
     fn default() -> Self {
+        let (id, totals) = counters::register();
         MethodCounters {
-            calls: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            panics: AtomicU64::new(0),
+            id,
+            totals,
             sampled: AtomicU64::new(0),
             sampled_ns: AtomicU64::new(0),
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -41,38 +49,54 @@ impl Default for MethodCounters {
     }
 }
 
+impl Drop for MethodCounters {
+    fn drop(&mut self) {
+        counters::unregister(self.id);
+    }
+}
+
 impl MethodCounters {
-    /// Counts a call; returns true when this call's latency should be sampled.
+    /// Counts a call in thread record `thread` (the one the call's read
+    /// section already holds: no second thread-local access); returns true
+    /// when this call's latency should be sampled.
     #[inline(always)]
-    pub fn begin(&self) -> bool {
-        self.calls.fetch_add(1, Relaxed).is_multiple_of(LATENCY_SAMPLE_EVERY)
+    pub(crate) fn begin_on(&self, thread: Option<&Reader>) -> bool {
+        counters::count_call(thread, self.id, &self.totals, LATENCY_SAMPLE_EVERY as u32)
+    }
+
+    /// Counts a call on the calling thread (looks its record up: prefer
+    /// [`begin_on`](Self::begin_on) inside a read section).
+    #[allow(dead_code)]
+    #[inline]
+    pub(crate) fn begin(&self) -> bool {
+        let g = crate::rcu::read();
+        self.begin_on(g.thread())
     }
 
     /// Counts a failed call.
     #[cold]
-    pub fn error(&self, panicked: bool) {
-        self.errors.fetch_add(1, Relaxed);
-        if panicked {
-            self.panics.fetch_add(1, Relaxed);
-        }
+    pub(crate) fn error(&self, panicked: bool) {
+        counters::count_error(self.id, &self.totals, panicked);
     }
 
     /// Records one sampled latency.
     #[cold]
-    pub fn record_latency(&self, ns: u64) {
+    pub(crate) fn record_latency(&self, ns: u64) {
         self.sampled.fetch_add(1, Relaxed);
         self.sampled_ns.fetch_add(ns, Relaxed);
         let bucket = (63 - ns.max(1).leading_zeros() as usize).min(LATENCY_BUCKETS - 1);
         self.buckets[bucket].fetch_add(1, Relaxed);
     }
 
-    /// A consistent-enough copy of the counters (each read is atomic; the set
-    /// is not a single atomic snapshot, which monitoring does not need).
+    /// A consistent-enough copy of the counters (each count is exact for
+    /// the calls that finished before it was read; the set is not a single
+    /// atomic snapshot, which monitoring does not need).
     pub fn snapshot(&self) -> CounterSnapshot {
+        let [calls, errors, panics] = counters::sum(self.id, &self.totals);
         CounterSnapshot {
-            calls: self.calls.load(Relaxed),
-            errors: self.errors.load(Relaxed),
-            panics: self.panics.load(Relaxed),
+            calls,
+            errors,
+            panics,
             latency_samples: self.sampled.load(Relaxed),
             latency_total_ns: self.sampled_ns.load(Relaxed),
             buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
@@ -180,7 +204,9 @@ mod tests {
     fn counts_and_samples() {
         let c = MethodCounters::default();
         let n = 4 * LATENCY_SAMPLE_EVERY;
-        let sampled = (0..n).filter(|_| c.begin()).count();
+        let g = crate::rcu::read();
+        let sampled = (0..n).filter(|_| c.begin_on(g.thread())).count();
+        drop(g);
         assert_eq!(sampled as u64, n / LATENCY_SAMPLE_EVERY);
         c.error(false);
         c.error(true);
@@ -194,19 +220,59 @@ mod tests {
     }
 
     #[test]
-    fn counters_are_exact_under_contention() {
+    fn counters_are_exact_under_contention_including_exited_threads() {
         let c = std::sync::Arc::new(MethodCounters::default());
-        let threads: Vec<_> = (0..8)
+        // Threads that are still alive (parked) when the sum is taken, and
+        // threads that exited before it.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let go_rx = std::sync::Arc::new(std::sync::Mutex::new(go_rx));
+        let live: Vec<_> = (0..4)
+            .map(|_| {
+                let (c, done_tx, go_rx) = (c.clone(), done_tx.clone(), go_rx.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10_000 {
+                        c.begin();
+                    }
+                    c.error(true);
+                    done_tx.send(()).unwrap();
+                    let _ = go_rx.lock().unwrap().recv();
+                })
+            })
+            .collect();
+        let exited: Vec<_> = (0..4)
             .map(|_| {
                 let c = c.clone();
                 std::thread::spawn(move || {
                     for _ in 0..10_000 {
                         c.begin();
                     }
+                    c.error(false);
                 })
             })
             .collect();
-        threads.into_iter().for_each(|t| t.join().unwrap());
-        assert_eq!(c.snapshot().calls, 80_000);
+        exited.into_iter().for_each(|t| t.join().unwrap());
+        for _ in 0..4 {
+            done_rx.recv().unwrap();
+        }
+        let s = c.snapshot();
+        assert_eq!((s.calls, s.errors, s.panics), (80_000, 8, 4));
+        for _ in 0..4 {
+            go_tx.send(()).unwrap();
+        }
+        live.into_iter().for_each(|t| t.join().unwrap());
+        let s = c.snapshot();
+        assert_eq!((s.calls, s.errors, s.panics), (80_000, 8, 4), "folded at thread exit, not lost or doubled");
+    }
+
+    #[test]
+    fn a_recycled_counter_id_starts_from_zero() {
+        let a = MethodCounters::default();
+        for _ in 0..5 {
+            a.begin();
+        }
+        drop(a);
+        let b = MethodCounters::default();
+        assert_eq!(b.snapshot().calls, 0);
     }
 }

@@ -2,15 +2,23 @@
 //! host functions, events and statistics. This is the API the C, Python and
 //! Node layers wrap.
 //!
-//! Administrative operations (load, upgrade, unload) are serialised by one
-//! admin lock; the call path never takes it. Every operation either completes
-//! or leaves the runtime exactly as it was: a module is only published once
-//! it has been mapped, validated, initialised, given its predecessor's state
-//! and activated.
+//! Administrative operations (load, upgrade, unload, host function
+//! registration) are serialised by one admin lock; the call path never takes
+//! it, and no operation holds it while it waits for calls to drain. Every
+//! operation either completes or leaves the runtime exactly as it was: a
+//! module is only published once it has been mapped, validated, initialised,
+//! given its predecessor's state and activated.
+//!
+//! Re-entrancy: plugin code (init, activate, state hooks), host functions
+//! and event handlers may run on the thread that holds the admin lock. An
+//! administrative call made from there would wait for itself; it is refused
+//! with [`Status::Busy`] instead, in the core, so C, Python and Node behave
+//! alike.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use hotmod_abi as abi;
@@ -238,6 +246,8 @@ struct Prepared {
 pub(crate) struct RuntimeInner {
     registry: Registry,
     admin: Mutex<()>,
+    /// The thread holding `admin` (see [`thread_token`]), 0 if none.
+    admin_owner: AtomicUsize,
     host_fns: RcuCell<FxHashMap<String, Arc<dyn HostFunction>>>,
     events: RwLock<Option<EventHandler>>,
     options: RuntimeOptions,
@@ -335,9 +345,74 @@ impl RuntimeInner {
         Error::new(Status::ModuleNotFound, format!("module '{name}' is not loaded; loaded modules: {loaded}"))
     }
 
-    fn admin(&self) -> MutexGuard<'_, ()> {
-        self.admin.lock().unwrap_or_else(|e| e.into_inner())
+    /// Takes the admin lock for operation `what`, or answers
+    /// [`Status::Busy`] when this thread already holds it (a call from a
+    /// plugin's hook, a host function or an event handler run by an
+    /// administrative operation).
+    fn admin(&self, what: &str) -> Result<AdminGuard<'_>> {
+        if self.holds_admin() {
+            return Err(Error::new(
+                Status::Busy,
+                format!(
+                    "{what} refused: expected it to be called outside this runtime's administrative operations, \
+                     found it called on the thread running one (from a plugin's init/activate/state hook, a host \
+                     function it called, or an event handler); it would wait for itself. Run it after that \
+                     operation returns, or from another thread"
+                ),
+            ));
+        }
+        let lock = self.admin.lock().unwrap_or_else(|e| e.into_inner());
+        self.admin_owner.store(thread_token(), Ordering::Relaxed);
+        Ok(AdminGuard { owner: &self.admin_owner, _lock: lock })
     }
+
+    /// Whether the calling thread holds the admin lock.
+    fn holds_admin(&self) -> bool {
+        // Only the holder stores its own token, so reading it back equal can
+        // only mean that this thread holds the lock.
+        self.admin_owner.load(Ordering::Relaxed) == thread_token()
+    }
+}
+
+/// The admin lock, held; records its owner for the re-entrancy check.
+struct AdminGuard<'a> {
+    owner: &'a AtomicUsize,
+    _lock: MutexGuard<'a, ()>,
+}
+
+impl Drop for AdminGuard<'_> {
+    fn drop(&mut self) {
+        self.owner.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A non-zero number unique to the calling thread among live threads (the
+/// address of a thread-local).
+fn thread_token() -> usize {
+    thread_local! {
+        static TOKEN: u8 = const { 0 };
+    }
+    TOKEN.with(|t| t as *const u8 as usize)
+}
+
+/// Every live runtime, for reports that concern them all (from the
+/// reclaimer: a thread that exited inside a call).
+static RUNTIMES: Mutex<Vec<Weak<RuntimeInner>>> = Mutex::new(Vec::new());
+
+fn register_runtime(inner: &Arc<RuntimeInner>) {
+    static REPORTER: std::sync::Once = std::sync::Once::new();
+    REPORTER.call_once(|| {
+        rcu::set_reporter(|msg| {
+            let live: Vec<Arc<RuntimeInner>> =
+                RUNTIMES.lock().unwrap_or_else(|e| e.into_inner()).iter().filter_map(Weak::upgrade).collect();
+            for rt in live {
+                rt.emit_event(EventKind::Log, "", "", "", format!("hotmod: {msg}"), abi::HOTMOD_LOG_WARN);
+            }
+        })
+    });
+    let mut all = RUNTIMES.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|w| w.strong_count() > 0);
+    all.push(Arc::downgrade(inner));
 }
 
 /// A hotmod runtime: a set of loaded modules and the host's services.
@@ -369,17 +444,18 @@ impl Runtime {
 
     /// A runtime with the given options.
     pub fn with_options(options: RuntimeOptions) -> Runtime {
-        Runtime {
-            inner: Arc::new(RuntimeInner {
-                registry: Registry::default(),
-                admin: Mutex::new(()),
-                host_fns: RcuCell::new(Some(Arc::new(FxHashMap::default()))),
-                events: RwLock::new(None),
-                manifests: Mutex::default(),
-                watched: Arc::default(),
-                options,
-            }),
-        }
+        let inner = Arc::new(RuntimeInner {
+            registry: Registry::default(),
+            admin: Mutex::new(()),
+            admin_owner: AtomicUsize::new(0),
+            host_fns: RcuCell::new(Some(Arc::new(FxHashMap::default()))),
+            events: RwLock::new(None),
+            manifests: Mutex::default(),
+            watched: Arc::default(),
+            options,
+        });
+        register_runtime(&inner);
+        Runtime { inner }
     }
 
     /// The shared state, for the core's own modules: the directory watcher
@@ -400,14 +476,17 @@ impl Runtime {
         if name.is_empty() {
             return Err(Error::new(Status::InvalidArgument, "expected a non-empty host function name, found \"\""));
         }
-        let _g = self.inner.admin();
+        let _g = self.inner.admin(&format!("register_host_function(\"{name}\")"))?;
         self.inner.host_fns.update(self.inner.options.drain_timeout, |m| m.insert(name.to_owned(), f));
         Ok(())
     }
 
-    /// Removes a host function; returns whether it existed.
+    /// Removes a host function; returns whether it existed. Called from
+    /// inside an administrative operation (a plugin hook, a host function or
+    /// an event handler it runs), it removes the function under the lock
+    /// that operation already holds.
     pub fn unregister_host_function(&self, name: &str) -> bool {
-        let _g = self.inner.admin();
+        let _g = if self.inner.holds_admin() { None } else { self.inner.admin("unregister_host_function").ok() };
         self.inner.host_fns.update(self.inner.options.drain_timeout, |m| m.remove(name).is_some())
     }
 
@@ -527,7 +606,7 @@ impl Runtime {
     /// still in use after the timeout is released by a background thread
     /// when its last call returns.
     fn drain(&self, old: Retired<Version>) {
-        let v = old.value();
+        let v = old.value().clone();
         self.inner.emit_for(
             EventKind::Draining,
             &v.info.name,
@@ -536,7 +615,21 @@ impl Runtime {
             "calls in flight finish on this version".into(),
             0,
         );
-        old.release(self.inner.options.drain_timeout);
+        let timeout = self.inner.options.drain_timeout;
+        if !old.release(timeout) {
+            self.inner.emit_for(
+                EventKind::Draining,
+                &v.info.name,
+                &v.info.version.to_string(),
+                &v.path,
+                format!(
+                    "still in use after the drain timeout ({} ms): a call is running on it (or a thread left a \
+                     call without returning); it is destroyed when its last call returns",
+                    timeout.as_millis()
+                ),
+                0,
+            );
+        }
     }
 
     /// Loads a plugin file and activates it.
@@ -546,7 +639,7 @@ impl Runtime {
     /// initialised with `opts.config` and published.
     pub fn load(&self, path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Module> {
         let path = path.as_ref();
-        let _g = self.inner.admin();
+        let _g = self.inner.admin("load")?;
         let p = self.prepare(path, opts).map_err(|e| self.fail(path, "", e))?;
         let name = p.info.name.clone();
         self.install(p, &opts.config).map_err(|e| self.fail(path, &name, e))
@@ -562,7 +655,7 @@ impl Runtime {
     /// it declared that safe, else kept mapped.
     pub fn inspect(&self, path: impl AsRef<Path>, opts: &LoadOptions) -> Result<ModuleInfo> {
         let path = path.as_ref();
-        let _g = self.inner.admin();
+        let _g = self.inner.admin("inspect")?;
         let p = self.prepare(path, opts).map_err(|e| self.fail(path, "", e))?;
         let info = ModuleInfo::declared(&p.info, &p.path, &p.sha256);
         if p.info.safe_to_unload() {
@@ -604,7 +697,7 @@ impl Runtime {
     /// by this call are unloaded again.
     pub fn load_all(&self, files: &[(PathBuf, LoadOptions)]) -> Result<Vec<Module>> {
         let prepared: Vec<(Prepared, &LoadOptions)> = {
-            let _g = self.inner.admin();
+            let _g = self.inner.admin("load_all")?;
             let mut out = Vec::with_capacity(files.len());
             for (path, opts) in files {
                 out.push((self.prepare(path, opts).map_err(|e| self.fail(path, "", e))?, opts));
@@ -631,10 +724,7 @@ impl Runtime {
         for i in order {
             let (p, opts) = slots[i].take().expect("each index once");
             let path = p.path.clone();
-            let r = {
-                let _g = self.inner.admin();
-                self.install(p, &opts.config)
-            };
+            let r = self.inner.admin("load_all").and_then(|_g| self.install(p, &opts.config));
             match r {
                 Ok(m) => loaded.push(m),
                 Err(e) => {
@@ -662,8 +752,10 @@ impl Runtime {
     /// `UpgradeFailed` event is emitted, and the error says why.
     pub fn upgrade(&self, name: &str, path: impl AsRef<Path>, opts: &UpgradeOptions) -> Result<Module> {
         let path = path.as_ref();
-        let _g = self.inner.admin();
+        let _g = self.inner.admin(&format!("upgrade of '{name}'"))?;
         let r = self.upgrade_locked(name, path, opts);
+        // Draining waits for calls; other administrative work need not.
+        drop(_g);
         match r {
             Ok((module, old)) => {
                 self.drain(old);
@@ -770,7 +862,7 @@ impl Runtime {
     pub fn unload(&self, name: &str, cascade: bool) -> Result<()> {
         let mut old = Vec::new();
         {
-            let _g = self.inner.admin();
+            let _g = self.inner.admin(&format!("unload of '{name}'"))?;
             self.unload_locked(name, cascade, &mut old)?;
         }
         for v in old {
