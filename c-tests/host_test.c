@@ -791,11 +791,12 @@ static void test_stats(void) {
   char *text = buf_strdup(pb);
   hotmod_buffer_free(pb);
   CHECK_CONTAINS(text, "# TYPE hotmod_method_calls_total counter\n");
-  CHECK_CONTAINS(text, "hotmod_method_calls_total{module=\"checksum\",version=\"2.0.0\",method=\"crc32\"} 20\n");
-  CHECK_CONTAINS(text, "hotmod_method_errors_total{module=\"probe\",version=\"1.0.0\",method=\"fail\"} 3\n");
-  CHECK_CONTAINS(text, "hotmod_method_panics_total{module=\"lifecycle\",version=\"1.0.0\",method=\"panic\"} 2\n");
-  CHECK_CONTAINS(text, "hotmod_method_handles{module=\"checksum\",version=\"2.0.0\",method=\"crc32\"} 1\n");
+  CHECK_CONTAINS(text, "hotmod_method_calls_total{module=\"checksum\",method=\"crc32\"} 20\n");
+  CHECK_CONTAINS(text, "hotmod_method_errors_total{module=\"probe\",method=\"fail\"} 3\n");
+  CHECK_CONTAINS(text, "hotmod_method_panics_total{module=\"lifecycle\",method=\"panic\"} 2\n");
+  CHECK_CONTAINS(text, "hotmod_method_handles{module=\"checksum\",method=\"crc32\"} 1\n");
   CHECK_CONTAINS(text, "# TYPE hotmod_method_latency_seconds histogram\n");
+  CHECK_CONTAINS(text, "hotmod_module_info{module=\"checksum\",version=\"2.0.0\"} 1\n");
   free(text);
 
   hotmod_stats_free(s);

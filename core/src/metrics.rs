@@ -146,7 +146,31 @@ impl CounterSnapshot {
     }
 }
 
+/// Upper bounds (inclusive, in nanoseconds) of the latency histogram's
+/// buckets in the Prometheus exposition: powers of two from 128 ns to about
+/// 1 s, a few per decade, so a method costs ten bucket series, not forty.
+/// Each is the upper bound of one of the log2 buckets kept internally, so
+/// the exposition loses no sample to rounding.
+pub const PROMETHEUS_BUCKETS_NS: [u64; 9] =
+    [1 << 7, 1 << 10, 1 << 12, 1 << 14, 1 << 17, 1 << 20, 1 << 24, 1 << 27, 1 << 30];
+
 /// Renders method statistics in the Prometheus text exposition format.
+///
+/// The metric list (also in the README):
+/// - `hotmod_method_calls_total{module,method}` counter: calls started;
+/// - `hotmod_method_errors_total{module,method}` counter: calls that failed;
+/// - `hotmod_method_panics_total{module,method}` counter: calls in which
+///   the plugin panicked;
+/// - `hotmod_method_handles{module,method}` gauge: handles callers hold;
+/// - `hotmod_method_latency_seconds{module,method}` histogram: sampled call
+///   latency (one call in [`LATENCY_SAMPLE_EVERY`]), buckets
+///   [`PROMETHEUS_BUCKETS_NS`]; only for methods with samples;
+/// - `hotmod_module_info{module,version}` gauge, always 1: which version of
+///   each module is active.
+///
+/// Method series carry no version label: counters are summed over every
+/// version of a module, so an upgrade continues a series instead of
+/// starting a new one at zero; join with `hotmod_module_info` for the version.
 pub fn prometheus(stats: &[crate::runtime::MethodStats]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -166,13 +190,7 @@ pub fn prometheus(stats: &[crate::runtime::MethodStats]) -> String {
                 "hotmod_method_panics_total" => m.counters.panics,
                 _ => m.handles as u64,
             };
-            let _ = writeln!(
-                s,
-                "{name}{{module=\"{}\",version=\"{}\",method=\"{}\"}} {v}",
-                esc(&m.module),
-                esc(&m.version),
-                esc(&m.method)
-            );
+            let _ = writeln!(s, "{name}{{module=\"{}\",method=\"{}\"}} {v}", esc(&m.module), esc(&m.method));
         }
     }
     let name = "hotmod_method_latency_seconds";
@@ -180,18 +198,27 @@ pub fn prometheus(stats: &[crate::runtime::MethodStats]) -> String {
         s,
         "# HELP {name} Sampled call latency (one call in {LATENCY_SAMPLE_EVERY}).\n# TYPE {name} histogram"
     );
-    for m in stats {
-        let labels =
-            format!("module=\"{}\",version=\"{}\",method=\"{}\"", esc(&m.module), esc(&m.version), esc(&m.method));
-        let mut cumulative = 0;
-        for (i, n) in m.counters.buckets.iter().enumerate().take(LATENCY_BUCKETS - 1) {
-            cumulative += n;
-            let le = (1u64 << (i + 1)) as f64 / 1e9;
-            let _ = writeln!(s, "{name}_bucket{{{labels},le=\"{le:e}\"}} {cumulative}");
+    for m in stats.iter().filter(|m| m.counters.latency_samples > 0) {
+        let labels = format!("module=\"{}\",method=\"{}\"", esc(&m.module), esc(&m.method));
+        for le in PROMETHEUS_BUCKETS_NS {
+            // Internal bucket i holds [2^i, 2^(i+1)): all of it is below le
+            // exactly when 2^(i+1) <= le (a sample of exactly le ns is
+            // counted from the next bound on).
+            let upto = le.trailing_zeros() as usize;
+            let cumulative: u64 = m.counters.buckets.iter().take(upto.min(LATENCY_BUCKETS)).sum();
+            let _ = writeln!(s, "{name}_bucket{{{labels},le=\"{:e}\"}} {cumulative}", le as f64 / 1e9);
         }
         let _ = writeln!(s, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", m.counters.latency_samples);
         let _ = writeln!(s, "{name}_sum{{{labels}}} {:e}", m.counters.latency_total_ns as f64 / 1e9);
         let _ = writeln!(s, "{name}_count{{{labels}}} {}", m.counters.latency_samples);
+    }
+    let name = "hotmod_module_info";
+    let _ = writeln!(s, "# HELP {name} The active version of each loaded module (always 1).\n# TYPE {name} gauge");
+    let mut seen = std::collections::BTreeSet::new();
+    for m in stats {
+        if seen.insert((m.module.as_str(), m.version.as_str())) {
+            let _ = writeln!(s, "{name}{{module=\"{}\",version=\"{}\"}} 1", esc(&m.module), esc(&m.version));
+        }
     }
     s
 }
@@ -274,5 +301,57 @@ mod tests {
         drop(a);
         let b = MethodCounters::default();
         assert_eq!(b.snapshot().calls, 0);
+    }
+
+    fn stats_of(module: &str, version: &str, method: &str, latencies: &[u64]) -> crate::runtime::MethodStats {
+        let mut buckets = [0u64; LATENCY_BUCKETS];
+        for &ns in latencies {
+            buckets[(63 - ns.max(1).leading_zeros() as usize).min(LATENCY_BUCKETS - 1)] += 1;
+        }
+        crate::runtime::MethodStats {
+            module: module.into(),
+            version: version.into(),
+            method: method.into(),
+            present: true,
+            handles: 0,
+            counters: CounterSnapshot {
+                calls: 7,
+                errors: 1,
+                panics: 0,
+                latency_samples: latencies.len() as u64,
+                latency_total_ns: latencies.iter().sum(),
+                buckets,
+            },
+        }
+    }
+
+    #[test]
+    fn exposition_is_continuous_across_versions_and_cheap_for_idle_methods() {
+        let text = prometheus(&[
+            stats_of("m", "2.0.0", "busy", &[100, 128, 129, 5_000, 2_000_000_000]),
+            stats_of("m", "2.0.0", "idle", &[]),
+        ]);
+        // No version label on method series; the version is its own gauge.
+        assert!(text.contains("hotmod_method_calls_total{module=\"m\",method=\"busy\"} 7\n"), "{text}");
+        assert!(!text.contains("hotmod_method_calls_total{module=\"m\",version"), "{text}");
+        assert_eq!(text.matches("hotmod_module_info{module=\"m\",version=\"2.0.0\"} 1").count(), 1, "{text}");
+        // Ten bucket series for a method with samples, none for an idle one.
+        assert_eq!(text.matches("hotmod_method_latency_seconds_bucket{module=\"m\",method=\"busy\"").count(), 10);
+        assert!(!text.contains("method=\"idle\",le="), "{text}");
+        // Cumulative. Internal buckets are [2^i, 2^(i+1)), so a sample of
+        // exactly 128 ns counts from the next bound on: only 100 ns is in
+        // le=128ns; 128, 129 ns and 5 us are in le=16.4us; 2 s only in +Inf.
+        let bucket = |le: &str| {
+            let key = format!("hotmod_method_latency_seconds_bucket{{module=\"m\",method=\"busy\",le=\"{le}\"}} ");
+            let at = text.find(&key).unwrap_or_else(|| panic!("{key} in {text}")) + key.len();
+            text[at..].split('\n').next().unwrap().parse::<u64>().unwrap()
+        };
+        assert_eq!(bucket("1.28e-7"), 1);
+        assert_eq!(bucket("1.6384e-5"), 4);
+        assert_eq!(bucket("1.073741824e0"), 4);
+        assert_eq!(bucket("+Inf"), 5);
+        // Label values are escaped.
+        let odd = prometheus(&[stats_of("a\"b\\c", "1.0.0", "x\ny", &[])]);
+        assert!(odd.contains("module=\"a\\\"b\\\\c\",method=\"x\\ny\""), "{odd}");
     }
 }

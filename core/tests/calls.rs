@@ -202,15 +202,11 @@ fn prometheus_text_has_every_family() {
         rt.call("checksum", "crc32", b"x").unwrap();
     }
     let text = rt.stats_prometheus();
-    assert!(
-        text.contains("hotmod_method_calls_total{module=\"checksum\",version=\"1.0.0\",method=\"crc32\"} 100"),
-        "{text}"
-    );
+    assert!(text.contains("hotmod_method_calls_total{module=\"checksum\",method=\"crc32\"} 100"), "{text}");
     assert!(text.contains("# TYPE hotmod_method_latency_seconds histogram"));
     // Calls 0, N, 2N... of the method are sampled.
     let sampled = 100u64.div_ceil(hotmod_core::metrics::LATENCY_SAMPLE_EVERY);
-    let count = format!(
-        "hotmod_method_latency_seconds_count{{module=\"checksum\",version=\"1.0.0\",method=\"crc32\"}} {sampled}"
-    );
+    let count = format!("hotmod_method_latency_seconds_count{{module=\"checksum\",method=\"crc32\"}} {sampled}");
     assert!(text.contains(&count), "expected {count:?} in {text}");
+    assert!(text.contains("hotmod_module_info{module=\"checksum\",version=\"1.0.0\"} 1"), "{text}");
 }

@@ -63,7 +63,10 @@ fn cycles(rt: &Runtime, n: usize) -> Duration {
 
 #[test]
 fn a_parked_call_holds_back_only_its_own_version() {
-    let rt = Arc::new(Runtime::with_options(RuntimeOptions { drain_timeout: Duration::from_millis(200), ..Default::default() }));
+    let rt = Arc::new(Runtime::with_options(RuntimeOptions {
+        drain_timeout: Duration::from_millis(200),
+        ..Default::default()
+    }));
     let gate = Arc::new(Gate::default());
     let destroyed = Arc::new(AtomicUsize::new(0));
     let g = gate.clone();

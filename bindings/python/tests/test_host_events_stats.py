@@ -180,6 +180,6 @@ def test_stats_and_prometheus(rt: hotmod.Runtime) -> None:
     assert d["calls"] == 40 and d["method"] == "echo" and "p99_ns" in d
     assert "calls=40" in repr(e)
     text = rt.stats_prometheus()
-    assert 'hotmod_method_calls_total{module="probe",version="1.0.0",method="echo"} 40' in text
-    assert 'hotmod_method_errors_total{module="probe",version="1.0.0",method="fail"} 2' in text
+    assert 'hotmod_method_calls_total{module="probe",method="echo"} 40' in text
+    assert 'hotmod_method_errors_total{module="probe",method="fail"} 2' in text
     assert "# TYPE hotmod_method_latency_seconds histogram" in text
