@@ -43,6 +43,7 @@ lib:
 # header changes) and is written through a temporary name and a rename, so a
 # test or a watched directory reading it never sees a half-written file.
 PLUGIN_HDR := include/hotmod_plugin.h
+comma := ,
 CC_PLUGIN = $(CC) $(PLUGIN_CFLAGS) $(1) $< -o $@.tmp && mv -f $@.tmp $@
 
 # tests/fixtures/<name>.c -> lib<name>.so, no -D variants.
@@ -57,7 +58,14 @@ RUST_PLUGINS := text:hotmod_example_text lifecycle:hotmod_fixture_lifecycle tls:
 C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 checksum-v1.1 checksum-breaking \
                dependent cycle-a cycle-b orphan $(SIMPLE_FIXTURES) $(BAD_NAMES)))
 
-plugins: lib $(C_PLUGINS)
+# tests/fixtures/facts.c: ELF facts and kept-mapped fixtures (see its header).
+FACT_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,facts_nodelete facts_static_tls facts_unique facts_go \
+                  facts_entry_object keep-v1 keep-v2))
+# tests/fixtures/ctorfault.c: constructors that crash, exit or hang, in a
+# directory of their own so that nothing loading every plugin maps them.
+FAULT_PLUGINS := $(addprefix $(PLUGINS)/faults/lib,$(addsuffix .so,ctor_segv ctor_exit ctor_hang))
+
+plugins: lib $(C_PLUGINS) $(FACT_PLUGINS) $(FAULT_PLUGINS)
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls
 	@for p in $(RUST_PLUGINS); do \
 	  src=$(LIBDIR)/lib$${p#*:}.so; dst=$(PLUGINS)/lib$${p%%:*}.so; \
@@ -86,6 +94,25 @@ $(PLUGINS)/liborphan.so: tests/fixtures/deps.c $(PLUGIN_HDR) | $(PLUGINS)
 $(SIMPLE_FIXTURES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/%.c $(PLUGIN_HDR) | $(PLUGINS)
 	$(call CC_PLUGIN,)
 $(BAD_NAMES:%=$(PLUGINS)/lib%.so): $(PLUGINS)/lib%.so: tests/fixtures/bad.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-D$(shell echo $* | tr a-z A-Z))
+
+$(PLUGINS)/libfacts_nodelete.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-Wl$(comma)-z$(comma)nodelete)
+$(PLUGINS)/libfacts_static_tls.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_STATIC_TLS)
+$(PLUGINS)/libfacts_unique.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_UNIQUE)
+$(PLUGINS)/libfacts_go.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_GO)
+$(PLUGINS)/libfacts_entry_object.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_ENTRY_OBJECT)
+$(PLUGINS)/libkeep-v1.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_KEEP)
+$(PLUGINS)/libkeep-v2.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_KEEP -DFACT_VERSION='"2.0.0"')
+$(PLUGINS)/faults:
+	mkdir -p $@
+$(FAULT_PLUGINS): $(PLUGINS)/faults/lib%.so: tests/fixtures/ctorfault.c $(PLUGIN_HDR) | $(PLUGINS)/faults
 	$(call CC_PLUGIN,-D$(shell echo $* | tr a-z A-Z))
 
 demo: deps all

@@ -189,7 +189,7 @@ impl Runtime {
     #[pyo3(signature = (*, drain_timeout = 0.2))]
     fn new(py: Python<'_>, drain_timeout: f64) -> PyResult<Self> {
         let drain_timeout = seconds(py, "Runtime(drain_timeout=...)", drain_timeout)?;
-        let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout });
+        let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout, ..Default::default() });
         Ok(Runtime { rt: ArcSwapOption::from_pointee(rt), callbacks: Arc::default(), watches: Mutex::default() })
     }
 
