@@ -501,3 +501,32 @@ pub fn check_file(path: &Path) -> Result<ElfFacts> {
     let bytes = super::read_capped(&mut opened, checks)?;
     validate(&opened.path, &bytes)
 }
+
+/// How many leading bytes of a validated ELF file the dynamic loader reads:
+/// the headers and every segment's file contents. What follows (debug
+/// information, the section headers) is never mapped, so the private copy
+/// can be cut there, which keeps a version kept mapped from pinning it.
+/// `None` if `bytes` is not an ELF file this process can read.
+pub(crate) fn loaded_len(bytes: &[u8]) -> Option<u64> {
+    fn of<Elf: FileHeader<Endian = object::Endianness>>(bytes: &[u8]) -> Option<u64> {
+        let header = Elf::parse(bytes).ok()?;
+        let endian = header.endian().ok()?;
+        let phoff: u64 = header.e_phoff(endian).into();
+        let phsize = u64::from(header.e_phentsize(endian)).checked_mul(u64::from(header.e_phnum(endian)))?;
+        let mut end = phoff.checked_add(phsize)?.max(std::mem::size_of::<Elf>() as u64);
+        for ph in header.program_headers(endian, bytes).ok()? {
+            let offset: u64 = ph.p_offset(endian).into();
+            let filesz: u64 = ph.p_filesz(endian).into();
+            if filesz > 0 {
+                end = end.max(offset.checked_add(filesz)?);
+            }
+        }
+        Some(end.min(bytes.len() as u64))
+    }
+    match bytes.get(EI_CLASS) {
+        _ if !is_elf(bytes) => None,
+        Some(&elf::ELFCLASS64) => of::<elf::FileHeader64<object::Endianness>>(bytes),
+        Some(&elf::ELFCLASS32) => of::<elf::FileHeader32<object::Endianness>>(bytes),
+        _ => None,
+    }
+}

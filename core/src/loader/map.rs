@@ -53,7 +53,10 @@ enum View {
     #[cfg(target_os = "linux")]
     Mapped {
         ptr: *const u8,
+        /// The bytes shown (the file may have been cut below the mapping).
         len: usize,
+        /// The length mapped, for munmap.
+        mapped: usize,
     },
     Owned(Vec<u8>),
 }
@@ -71,9 +74,39 @@ impl Sealed {
             #[cfg(target_os = "linux")]
             // SAFETY: ptr/len describe a live read-only mapping of a sealed
             // memfd, unmapped only in Drop.
-            View::Mapped { ptr, len } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
+            View::Mapped { ptr, len, .. } => unsafe { std::slice::from_raw_parts(*ptr, *len) },
             View::Owned(v) => v,
         }
+    }
+
+    /// Cuts the copy to its first `keep` bytes (what the dynamic loader
+    /// reads) and seals it against any change. Until then only this
+    /// process holds the memfd, already sealed against writes and growth,
+    /// and nothing has been mapped from it but the read-only view the
+    /// checks read.
+    pub fn finish(&mut self, keep: u64) -> std::io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if let Some(memfd) = &self.memfd {
+            use std::os::fd::AsRawFd;
+            let fd = memfd.as_raw_fd();
+            if let View::Mapped { len, .. } = &mut self.view {
+                if keep < *len as u64 {
+                    // SAFETY: ftruncate on our own memfd; the view is then
+                    // only ever read up to the new length.
+                    if unsafe { libc::ftruncate(fd, keep as libc::off_t) } != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    *len = keep as usize;
+                }
+            }
+            let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+            // SAFETY: fcntl on a valid memfd.
+            if unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, seals) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        let _ = keep;
+        Ok(())
     }
 
     /// The sealed memfd, if the bytes are in one.
@@ -87,9 +120,9 @@ impl Sealed {
 impl Drop for Sealed {
     fn drop(&mut self) {
         #[cfg(target_os = "linux")]
-        if let View::Mapped { ptr, len } = self.view {
+        if let View::Mapped { ptr, mapped, .. } = self.view {
             // SAFETY: unmapping the mapping made in `seal`, used by nobody now.
-            unsafe { libc::munmap(ptr as *mut libc::c_void, len) };
+            unsafe { libc::munmap(ptr as *mut libc::c_void, mapped) };
         }
     }
 }
@@ -139,7 +172,9 @@ fn seal_memfd(opened: &mut Opened, checks: Checks) -> Result<Option<Sealed>> {
     if copied > checks.max_size {
         return Err(open::too_large(path, checks.kind, "more while it was being read".into(), checks.max_size));
     }
-    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
+    // Writes and growth are sealed off now; shrinking is sealed by
+    // `Sealed::finish`, once the checks know how much the loader reads.
+    let seals = libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     // SAFETY: fcntl on a valid memfd.
     if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
         let e = std::io::Error::last_os_error();
@@ -150,14 +185,23 @@ fn seal_memfd(opened: &mut Opened, checks: Checks) -> Result<Option<Sealed>> {
     let view = if len == 0 {
         View::Owned(Vec::new())
     } else {
-        // SAFETY: a read-only shared mapping of the whole sealed memfd.
-        let ptr =
-            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, memfd.as_raw_fd(), 0) };
+        // SAFETY: a read-only shared mapping of the whole memfd, sealed
+        // against writes; populated at once, since all of it is read.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                memfd.as_raw_fd(),
+                0,
+            )
+        };
         if ptr == libc::MAP_FAILED {
             let e = std::io::Error::last_os_error();
             return Err(Error::new(Status::Io, format!("cannot map the in-memory copy of '{}': {e}", path.display())));
         }
-        View::Mapped { ptr: ptr as *const u8, len }
+        View::Mapped { ptr: ptr as *const u8, len, mapped: len }
     };
     Ok(Some(Sealed { memfd: Some(memfd), view }))
 }

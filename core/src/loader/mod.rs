@@ -17,8 +17,11 @@
 //!
 //! Order of the checks, all before any code of the plugin runs: file type,
 //! mode, directories, size; then the copy (capped again, in case the file
-//! grows); then the ELF structure, the SHA-256 (against the expected one if
-//! the host gave one), and the preflight. So `dlopen` constructors never
+//! grows); then the ELF structure, the SHA-256 of the whole file (against
+//! the expected one if the host gave one); then the copy is cut to what the
+//! dynamic loader reads (the segments: debug information and section
+//! headers are never mapped, and a version kept mapped should not pin them)
+//! and sealed; then the preflight. So `dlopen` constructors never
 //! run before the checks, a file replaced on disk never changes what runs,
 //! and the same path can be loaded again beside an older build during an
 //! upgrade.
@@ -167,11 +170,15 @@ pub(crate) fn absolute(path: &Path) -> Result<PathBuf> {
 pub(crate) fn read_image(path: &Path, opts: &LoadOptions) -> Result<Image> {
     let checks = opts.checks();
     let mut opened = open_checked(path, checks)?;
-    let sealed = map::seal(&mut opened, checks)?;
+    let mut sealed = map::seal(&mut opened, checks)?;
     let path = opened.path;
     let bytes = sealed.bytes();
     let facts = elf::validate(&path, bytes)?;
     let sha256: [u8; 32] = Sha256::digest(bytes).into();
+    let keep = elf::loaded_len(bytes).unwrap_or(bytes.len() as u64);
+    sealed
+        .finish(keep)
+        .map_err(|e| Error::new(Status::Io, format!("cannot seal the in-memory copy of '{}': {e}", path.display())))?;
     if let Some(expected) = opts.expected_sha256 {
         if expected != sha256 {
             return Err(Error::new(
@@ -263,6 +270,16 @@ mod tests {
         let e = elf::validate(p, &exe[..exe.len() / 3]).unwrap_err();
         assert!(e.message().contains("truncated"), "{e:?}");
         assert_eq!(elf::validate(p, b"not ELF at all").unwrap_err().status(), Status::NotALibrary);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_private_copy_keeps_only_what_the_loader_reads() {
+        // The test executable carries debug information after its segments.
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let keep = elf::loaded_len(&exe).unwrap();
+        assert!(keep > 4096 && keep < exe.len() as u64, "{keep} of {}", exe.len());
+        assert_eq!(elf::loaded_len(b"not ELF"), None);
     }
 
     #[test]
