@@ -441,3 +441,22 @@ fn mutated_elf_files_never_crash_the_checks() {
     let _ = rt;
     assert!(refused > iterations / 2, "{refused} of {iterations} mutated files refused");
 }
+
+/// The watcher acts on close-after-write and rename events without waiting
+/// for the debounce (kept as the fallback: here a minute, far longer than
+/// the test waits).
+#[test]
+fn watched_files_are_taken_when_closed_or_renamed_not_after_the_debounce() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Arc::new(Runtime::new());
+    let opts = hotmod_core::WatchOptions { debounce: Duration::from_secs(60), ..Default::default() };
+    let _w = hotmod_core::watch_dir(&rt, dir.path(), opts).unwrap();
+    // Written in place: IN_CLOSE_WRITE.
+    std::fs::copy(plugin("probe"), dir.path().join("libprobe.so")).unwrap();
+    assert!(common::wait_for(Duration::from_secs(20), || rt.module("probe").is_ok()), "loaded on close-write");
+    // Written elsewhere and renamed into place: IN_MOVED_TO.
+    let tmp = dir.path().join("libchecksum.so.tmp");
+    std::fs::copy(plugin("checksum"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.path().join("libchecksum.so")).unwrap();
+    assert!(common::wait_for(Duration::from_secs(20), || rt.module("checksum").is_ok()), "loaded on rename");
+}
