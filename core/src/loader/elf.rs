@@ -63,6 +63,12 @@ pub struct ElfFacts {
 
 impl ElfFacts {
     /// Why this library cannot really be unmapped (empty if it can).
+    ///
+    /// Thread-local variables alone (`tls` without `static_tls`) are not a
+    /// reason: glibc gives dynamic TLS back at `dlclose` and itself defers
+    /// unmapping a library whose thread-local destructors are still
+    /// pending; the runtime then sees the library still listed after
+    /// `dlclose` and reports it as kept mapped.
     pub fn unmap_blockers(&self) -> Vec<String> {
         let mut out = Vec::new();
         if self.nodelete {

@@ -104,7 +104,7 @@ fn is_executable(p: &Path) -> bool {
 fn this_object_dir() -> Option<PathBuf> {
     #[cfg(all(unix, not(target_os = "macos")))]
     {
-        let mut info: libc::Dl_info = unsafe_zeroed_dl_info();
+        let mut info: libc::Dl_info = empty_dl_info();
         // SAFETY: dladdr only reads the address and fills `info`.
         let ok = unsafe { libc::dladdr(this_object_dir as fn() -> Option<PathBuf> as *const libc::c_void, &mut info) };
         if ok != 0 && !info.dli_fname.is_null() {
@@ -122,7 +122,7 @@ fn this_object_dir() -> Option<PathBuf> {
 }
 
 #[cfg(all(unix, not(target_os = "macos")))]
-fn unsafe_zeroed_dl_info() -> libc::Dl_info {
+fn empty_dl_info() -> libc::Dl_info {
     libc::Dl_info {
         dli_fname: std::ptr::null(),
         dli_fbase: std::ptr::null_mut(),
