@@ -236,8 +236,9 @@ impl Manifest {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Manifest> {
         let checks =
             loader::Checks { kind: loader::Kind::Manifest, allow_world_writable: false, max_size: MAX_MANIFEST_SIZE };
-        let mut opened = loader::open_checked(path.as_ref(), checks)?;
-        let bytes = loader::read_capped(&mut opened, checks)?;
+        let cannot = |e: Error| Error::new(e.status(), format!("cannot read manifest: {}", e.message()));
+        let mut opened = loader::open_checked(path.as_ref(), checks).map_err(cannot)?;
+        let bytes = loader::read_capped(&mut opened, checks).map_err(cannot)?;
         let path = opened.path;
         let text = String::from_utf8(bytes).map_err(|e| {
             Error::new(
