@@ -48,6 +48,7 @@ cli:
 # header changes) and is written through a temporary name and a rename, so a
 # test or a watched directory reading it never sees a half-written file.
 PLUGIN_HDR := include/hotmod_plugin.h
+comma := ,
 CC_PLUGIN = $(CC) $(PLUGIN_CFLAGS) $(1) $< -o $@.tmp && mv -f $@.tmp $@
 
 # tests/fixtures/<name>.c -> lib<name>.so, no -D variants.
@@ -70,11 +71,18 @@ C_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,checksum checksum-v2 che
 # out-of-process worker must contain (never loaded in process).
 C_PLUGINS += $(PLUGINS)/libfaults.so
 
+# tests/fixtures/facts.c: ELF facts and kept-mapped fixtures (see its header).
+FACT_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,facts_nodelete facts_static_tls facts_unique facts_go \
+                  facts_entry_object keep-v1 keep-v2))
+# tests/fixtures/ctorfault.c: constructors that crash, exit or hang, in a
+# directory of their own so that nothing loading every plugin maps them.
+FAULT_PLUGINS := $(addprefix $(PLUGINS)/faults/lib,$(addsuffix .so,ctor_segv ctor_exit ctor_hang))
+
 # C++ (include/hotmod_plugin.hpp) and Go (sdk/go) plugins, rules below.
 LANG_PLUGINS := $(addprefix $(PLUGINS)/lib,$(addsuffix .so,cppchecksum cppchecksum-v2 cppfaults gochecksum gochecksum-v2 gofaults \
                   gobare))
 
-plugins: lib $(C_PLUGINS) $(LANG_PLUGINS)
+plugins: lib $(C_PLUGINS) $(LANG_PLUGINS) $(FACT_PLUGINS) $(FAULT_PLUGINS)
 	$(CARGO) build --release -p hotmod-example-text -p hotmod-fixture-lifecycle -p hotmod-fixture-tls \
 	  -p hotmod-fixture-rustchecksum -p hotmod-fixture-sdkcalls
 	@for p in $(RUST_PLUGINS); do \
@@ -141,6 +149,25 @@ $(PLUGINS)/libgobare.so: tests/fixtures/go-bare/main.go tests/fixtures/go-bare/b
 	$(call GO_PLUGIN,)
 $(PLUGINS)/libfaults.so: tests/fixtures/faults.c $(PLUGIN_HDR) | $(PLUGINS)
 	$(call CC_PLUGIN,)
+
+$(PLUGINS)/libfacts_nodelete.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-Wl$(comma)-z$(comma)nodelete)
+$(PLUGINS)/libfacts_static_tls.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_STATIC_TLS)
+$(PLUGINS)/libfacts_unique.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_UNIQUE)
+$(PLUGINS)/libfacts_go.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_GO)
+$(PLUGINS)/libfacts_entry_object.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_ENTRY_OBJECT)
+$(PLUGINS)/libkeep-v1.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_KEEP)
+$(PLUGINS)/libkeep-v2.so: tests/fixtures/facts.c $(PLUGIN_HDR) | $(PLUGINS)
+	$(call CC_PLUGIN,-DFACT_KEEP -DFACT_VERSION='"2.0.0"')
+$(PLUGINS)/faults:
+	mkdir -p $@
+$(FAULT_PLUGINS): $(PLUGINS)/faults/lib%.so: tests/fixtures/ctorfault.c $(PLUGIN_HDR) | $(PLUGINS)/faults
+	$(call CC_PLUGIN,-D$(shell echo $* | tr a-z A-Z))
 
 demo: deps all
 	@mkdir -p $(BUILD)

@@ -14,7 +14,7 @@
 //! # Ok::<(), hotmod_core::Error>(())
 //! ```
 //!
-//! Files, one concern each: [`loader`] (read, check, map), `descriptor`
+//! Files, one concern each: [`loader`] (open, check, map; one folder), `descriptor`
 //! (validate the plugin's declaration), `registry` (modules, versions,
 //! method slots), [`runtime`] (load, upgrade, unload), `call` (the call
 //! path), `host` (services offered to plugins), [`metrics`], [`events`],
@@ -44,12 +44,13 @@ pub use descriptor::{signature_hash, DependencyDecl, MethodDecl, PluginInfo};
 pub use error::{Error, Result, Status};
 pub use events::{Event, EventHandler, EventKind};
 pub use host::{HostFunction, OutputWriter};
-pub use loader::{parse_sha256_hex, sha256_hex, LoadOptions};
+pub use loader::{parse_sha256_hex, sha256_hex, ElfFacts, LoadOptions, Preflight};
 pub use manifest::{load_manifest, Isolation, Manifest, ManifestEntry, ManifestReport, ManifestState};
 pub use metrics::CounterSnapshot;
 pub use registry::State;
 pub use runtime::{
     DependencyInfo, MethodInfo, MethodStats, Module, ModuleInfo, Runtime, RuntimeOptions, UpgradeOptions,
     DEFAULT_MAX_OUTPUT_SIZE,
+    DEFAULT_MAX_KEPT_MAPPED,
 };
 pub use watch::{watch_dir, WatchOptions, Watcher};

@@ -65,6 +65,10 @@ use crate::error::{Error, Result, Status};
 use crate::loader::{self, sha256_hex, LoadOptions};
 use crate::runtime::{Runtime, UpgradeOptions};
 
+/// The largest manifest accepted: 1 MiB (a manifest listing a thousand
+/// plugins is about 100 KiB).
+pub const MAX_MANIFEST_SIZE: u64 = 1 << 20;
+
 /// How a plugin runs.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -221,12 +225,29 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
 
 impl Manifest {
     /// Reads and validates the manifest at `path`.
+    ///
+    /// The file gets the checks a plugin file gets: opened once without
+    /// blocking, refused unless a regular file ([`Status::BadManifest`]:
+    /// a FIFO or `/dev/zero` is never waited on or read), refused if it or
+    /// a directory on its resolved path is writable by anyone
+    /// ([`Status::UnsafeFile`]), refused from its size if larger than
+    /// [`MAX_MANIFEST_SIZE`] ([`Status::FileTooLarge`]), and read from the
+    /// descriptor that was checked, never past the cap.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Manifest> {
-        let path = loader::absolute(path.as_ref()).map_err(|e| Error::new(Status::BadManifest, e.message()))?;
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let checks =
+            loader::Checks { kind: loader::Kind::Manifest, allow_world_writable: false, max_size: MAX_MANIFEST_SIZE };
+        let cannot = |e: Error| Error::new(e.status(), format!("cannot read manifest: {}", e.message()));
+        let mut opened = loader::open_checked(path.as_ref(), checks).map_err(cannot)?;
+        let bytes = loader::read_capped(&mut opened, checks).map_err(cannot)?;
+        let path = opened.path;
+        let text = String::from_utf8(bytes).map_err(|e| {
             Error::new(
                 Status::BadManifest,
-                format!("cannot read manifest '{}': expected a readable UTF-8 TOML file ({e})", path.display()),
+                format!(
+                    "cannot read manifest '{}': expected UTF-8 TOML, found a byte that is not UTF-8 at offset {}",
+                    path.display(),
+                    e.utf8_error().valid_up_to()
+                ),
             )
         })?;
         Manifest::parse(&text, &path)
@@ -485,7 +506,7 @@ pub(crate) fn identify(path: &Path, opts: &LoadOptions) -> Result<Identity> {
                 dependencies: info.dependencies.iter().map(|d| d.name.clone()).collect(),
                 sha256: image.sha256,
             };
-            if info.safe_to_unload() {
+            if info.safe_to_unload() && mapped.facts().can_unmap() {
                 mapped.unmap();
             } else {
                 mapped.keep_mapped();

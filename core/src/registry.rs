@@ -216,6 +216,11 @@ impl Version {
         }
     }
 
+    /// What the loader read from the file's ELF headers.
+    pub fn elf(&self) -> Option<&crate::loader::ElfFacts> {
+        self.mapped.as_ref().map(Mapped::facts)
+    }
+
     pub fn state(&self) -> State {
         State::from_u8(self.state.load(Ordering::Acquire))
     }
@@ -352,15 +357,25 @@ impl Drop for Version {
             self.emit(EventKind::Unloaded, "destroyed after its last call".into());
         }
         if let Some(mapped) = self.mapped.take() {
-            if self.info.safe_to_unload() {
-                mapped.unmap();
+            // The flag is the plugin's word; the ELF facts are what the
+            // dynamic loader will do. Either can keep the code mapped, and
+            // the event says which.
+            let mut why = mapped.facts().unmap_blockers();
+            if !self.info.safe_to_unload() {
+                why.insert(0, "the plugin did not declare HOTMOD_PLUGIN_FLAG_SAFE_TO_UNLOAD".to_owned());
+            }
+            if why.is_empty() {
+                let still_mapped = mapped.unmap();
+                if still_mapped && initialized {
+                    self.emit(
+                        EventKind::KeptMapped,
+                        "still mapped after dlclose: the dynamic loader keeps it (for example while thread-local destructors of it are pending)".into(),
+                    );
+                }
             } else {
                 mapped.keep_mapped();
                 if initialized {
-                    self.emit(
-                        EventKind::KeptMapped,
-                        "kept mapped: the plugin did not declare HOTMOD_PLUGIN_FLAG_SAFE_TO_UNLOAD".into(),
-                    );
+                    self.emit(EventKind::KeptMapped, format!("kept mapped: {}", why.join("; ")));
                 }
             }
         }

@@ -30,7 +30,7 @@ use crate::descriptor::{self, PluginInfo};
 use crate::error::{Error, Result, Status};
 use crate::events::{Event, EventHandler, EventKind};
 use crate::host::HostFunction;
-use crate::loader::{self, LoadOptions, Mapped};
+use crate::loader::{self, ElfFacts, LoadOptions, Mapped};
 use crate::metrics::CounterSnapshot;
 use crate::rcu::{self, RcuCell, Retired};
 use crate::registry::{ModuleSlot, Registry, State, Version};
@@ -53,11 +53,27 @@ pub struct RuntimeOptions {
     /// zero-copy path) is not bounded by it. Default
     /// [`DEFAULT_MAX_OUTPUT_SIZE`] (64 MiB).
     pub max_output_size: usize,
+    /// How many replaced or unloaded versions this runtime may keep mapped
+    /// because they cannot be unmapped (not declared safe to unload, or
+    /// NODELETE, static TLS, unique symbols, a Go runtime: see
+    /// [`ElfFacts`]). Each keeps its code and data in memory for the rest of
+    /// the process (no descriptor: the private copy is closed once mapped).
+    /// Once this many are kept, loading another file that could not be
+    /// unmapped either is refused with [`Status::KeptMappedLimit`], well
+    /// before the process's memory or mapping limits. Default 1024.
+    pub max_kept_mapped: usize,
 }
+
+/// The default [`RuntimeOptions::max_kept_mapped`].
+pub const DEFAULT_MAX_KEPT_MAPPED: usize = 1024;
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
-        RuntimeOptions { drain_timeout: Duration::from_millis(200), max_output_size: DEFAULT_MAX_OUTPUT_SIZE }
+        RuntimeOptions {
+            drain_timeout: Duration::from_millis(200),
+            max_output_size: DEFAULT_MAX_OUTPUT_SIZE,
+            max_kept_mapped: DEFAULT_MAX_KEPT_MAPPED,
+        }
     }
 }
 
@@ -87,6 +103,12 @@ pub struct ModuleInfo {
     pub sha256: String,
     /// Whether the plugin declared itself safe to unmap.
     pub safe_to_unload: bool,
+    /// What the loader read from the file's ELF headers before mapping it.
+    pub elf: ElfFacts,
+    /// Whether this version will stay mapped after it is replaced or
+    /// unloaded: it did not declare itself safe to unload, or its ELF facts
+    /// say it cannot really be unmapped ([`ElfFacts::unmap_blockers`]).
+    pub stays_mapped: bool,
     /// Plugin ABI minor it was built against.
     pub abi_minor: u16,
     /// Methods in declaration order.
@@ -119,10 +141,10 @@ pub struct DependencyInfo {
 
 impl ModuleInfo {
     fn of(v: &Version) -> ModuleInfo {
-        ModuleInfo::declared(&v.info, &v.path, &v.sha256)
+        ModuleInfo::declared(&v.info, &v.path, &v.sha256, v.elf())
     }
 
-    fn declared(info: &PluginInfo, path: &Path, sha256: &[u8; 32]) -> ModuleInfo {
+    fn declared(info: &PluginInfo, path: &Path, sha256: &[u8; 32], elf: Option<&loader::ElfFacts>) -> ModuleInfo {
         ModuleInfo {
             name: info.name.clone(),
             version: info.version.to_string(),
@@ -130,6 +152,8 @@ impl ModuleInfo {
             path: path.to_path_buf(),
             sha256: loader::sha256_hex(sha256),
             safe_to_unload: info.safe_to_unload(),
+            elf: elf.cloned().unwrap_or_default(),
+            stays_mapped: !info.safe_to_unload() || elf.is_some_and(|f| !f.can_unmap()),
             abi_minor: info.abi_minor,
             methods: info
                 .methods
@@ -257,6 +281,9 @@ pub(crate) struct RuntimeInner {
     /// The directories watched for this runtime (canonical paths), shared
     /// with each [`crate::watch::Watcher`] so dropping one unregisters it.
     pub(crate) watched: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
+    /// How many versions of this runtime are kept mapped (shared with
+    /// each mapped version, which counts itself when it is kept).
+    kept_mapped: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RuntimeInner {
@@ -452,6 +479,7 @@ impl Runtime {
             events: RwLock::new(None),
             manifests: Mutex::default(),
             watched: Arc::default(),
+            kept_mapped: Arc::default(),
             options,
         });
         register_runtime(&inner);
@@ -495,25 +523,64 @@ impl Runtime {
         e
     }
 
+    /// How many replaced or unloaded versions of this runtime are kept
+    /// mapped because they could not be unmapped (see
+    /// [`RuntimeOptions::max_kept_mapped`]).
+    pub fn kept_mapped(&self) -> usize {
+        self.inner.kept_mapped.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Refuses a file that could never be unmapped once this runtime keeps
+    /// as many versions mapped as it may.
+    fn check_kept_limit(&self, path: &Path, why: &[String]) -> Result<()> {
+        let kept = self.kept_mapped();
+        let cap = self.inner.options.max_kept_mapped;
+        if kept < cap {
+            return Ok(());
+        }
+        Err(Error::new(
+            Status::KeptMappedLimit,
+            format!(
+                "cannot load '{}': expected fewer than {cap} versions kept mapped (RuntimeOptions::max_kept_mapped), found {kept} already, and this file could not be unmapped either ({}); restart the process or raise the cap",
+                path.display(),
+                why.join("; ")
+            ),
+        ))
+    }
+
     /// Reads, checks, maps and validates a plugin file (runs no plugin code
     /// other than the dynamic loader's constructors and the entry symbol).
     fn prepare(&self, path: &Path, opts: &LoadOptions) -> Result<Prepared> {
         let image = loader::read_image(path, opts)?;
-        let mapped = loader::map(&image)?;
+        // Known before mapping: refuse without running anything.
+        let blockers = image.facts.unmap_blockers();
+        if !blockers.is_empty() {
+            self.check_kept_limit(&image.path, &blockers)?;
+        }
+        let mut mapped = loader::map(&image)?;
+        mapped.count_kept_in(self.inner.kept_mapped.clone());
         let shown = image.path.display().to_string();
         let desc = mapped.descriptor(&image.path)?;
         // SAFETY: the pointer came from the plugin's entry symbol, which by
         // the ABI returns a static descriptor; read_descriptor checks the
         // magic block before trusting anything else.
         let info = unsafe { descriptor::read_descriptor(desc, &shown)? };
+        if !info.safe_to_unload() {
+            let mut why = vec!["it does not declare HOTMOD_PLUGIN_FLAG_SAFE_TO_UNLOAD".to_owned()];
+            why.extend(blockers);
+            self.check_kept_limit(&image.path, &why)?;
+        }
+        let how = if cfg!(target_os = "linux") { "a sealed in-memory copy" } else { "a private copy" };
         self.inner.emit_for(
             EventKind::Loaded,
             &info.name,
             &info.version.to_string(),
             &image.path,
-            "mapped from a private copy".into(),
+            format!("mapped from {how}"),
             0,
         );
+        // The image (its memfd and the view of it) is released here: the
+        // mapping holds what the library needs.
         Ok(Prepared { info, path: image.path, sha256: image.sha256, mapped })
     }
 
@@ -657,11 +724,11 @@ impl Runtime {
         let path = path.as_ref();
         let _g = self.inner.admin("inspect")?;
         let p = self.prepare(path, opts).map_err(|e| self.fail(path, "", e))?;
-        let info = ModuleInfo::declared(&p.info, &p.path, &p.sha256);
-        if p.info.safe_to_unload() {
-            p.mapped.unmap();
-        } else {
+        let info = ModuleInfo::declared(&p.info, &p.path, &p.sha256, Some(p.mapped.facts()));
+        if info.stays_mapped {
             p.mapped.keep_mapped();
+        } else {
+            p.mapped.unmap();
         }
         Ok(info)
     }

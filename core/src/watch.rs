@@ -19,11 +19,21 @@
 //! `libx.so.tmp` or `.libx.so.partial` being written before a rename — is
 //! ignored.
 //!
-//! **Debouncing.** A file is acted on only once its size and modification
-//! time have stayed the same, with no new event for it, for
-//! [`WatchOptions::debounce`]; so a file still being copied is not loaded
-//! half-written. Writing elsewhere and renaming into place is still the
-//! safest way to publish a build.
+//! **When a file is complete.** A file is acted on as soon as a writer
+//! closes it (`IN_CLOSE_WRITE`, notify's `Access(Close(Write))`) or it is
+//! renamed into place (`IN_MOVED_TO`); otherwise (platforms or writers
+//! that give neither) once its size and modification time have stayed the
+//! same, with no new event for it, for [`WatchOptions::debounce`]. Whatever
+//! the event, the file then goes through every check of a load: a file
+//! still being written (set to its final size first, then filled) is
+//! refused by the ELF validation, not crashed on, and tried again when it
+//! changes. Writing elsewhere and renaming into place is still the safest
+//! way to publish a build.
+//!
+//! **Preflight.** By default ([`WatchOptions::default`]) each file is first
+//! mapped in a short-lived child process when a preflight helper is
+//! installed ([`crate::loader::preflight`]), so a file whose constructors
+//! crash or hang kills that child, not the host.
 //!
 //! **Failures never stop the watch, and the old version keeps serving.** A
 //! file that cannot be loaded or upgraded (corrupt, truncated, init
@@ -33,10 +43,12 @@
 //! waits for a dependency is retried whenever another file of the directory
 //! loads. Problems of the watch itself (the directory removed, the
 //! notification queue overflowed, a module that could not be unloaded) are
-//! [`EventKind::WatchError`] events. A truncated ELF file (a build still
-//! being written when it settled) is refused before it is mapped, because
-//! the dynamic loader would map it anyway and the process would die of
-//! `SIGBUS` on the first missing page.
+//! [`EventKind::WatchError`] events. A truncated or corrupt ELF file is
+//! refused before it is mapped, because the dynamic loader would map it
+//! anyway and the process would die inside `ld.so` or of `SIGBUS` on the
+//! first missing page. The directory itself gets the loader's path checks:
+//! a watched directory inside one that anyone may write to is refused file
+//! by file ([`Status::UnsafeFile`]) unless the load options allow it.
 //!
 //! **Threads.** Events caused by the initial scan are delivered on the
 //! thread that called [`watch_dir`]; every later one on the watcher's own
@@ -57,15 +69,13 @@ use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use notify::event::{AccessKind, AccessMode, EventKind as FsKind, ModifyKind};
+use notify::event::{AccessKind, AccessMode, EventKind as FsKind, ModifyKind, RenameMode};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
-use sha2::{Digest, Sha256};
 
 use crate::deps;
 use crate::error::{Error, Result, Status};
 use crate::events::EventKind;
-use crate::loader::check_complete;
-use crate::loader::{sha256_hex, LoadOptions};
+use crate::loader::{self, sha256_hex, LoadOptions, Preflight};
 use crate::manifest::identify;
 use crate::runtime::{Runtime, UpgradeOptions};
 
@@ -85,8 +95,16 @@ pub struct WatchOptions {
 }
 
 impl Default for WatchOptions {
+    /// Debounce 200 ms, modules kept when their file is removed, and files
+    /// preflighted in a child process when a helper is installed
+    /// ([`Preflight::IfAvailable`]): files dropped into a directory are
+    /// often someone else's.
     fn default() -> Self {
-        WatchOptions { debounce: Duration::from_millis(200), unload_on_remove: false, load: LoadOptions::default() }
+        WatchOptions {
+            debounce: Duration::from_millis(200),
+            unload_on_remove: false,
+            load: LoadOptions { preflight: Preflight::IfAvailable, ..LoadOptions::default() },
+        }
     }
 }
 
@@ -246,9 +264,10 @@ fn plugin_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// SHA-256 of a file's current bytes.
-fn file_sha256(path: &Path) -> std::io::Result<[u8; 32]> {
-    Ok(Sha256::digest(std::fs::read(path)?).into())
+/// SHA-256 of a file's current bytes, read with the loader's checks (so a
+/// FIFO, a device or a huge file is refused, never waited on or read).
+fn file_sha256(path: &Path, opts: &LoadOptions) -> Result<[u8; 32]> {
+    loader::file_sha256(path, opts)
 }
 
 /// What a file looked like: `None` if it is missing.
@@ -262,6 +281,8 @@ fn stamp(path: &Path) -> Stamp {
 struct Pending {
     seen: Stamp,
     since: Instant,
+    /// Closed after writing, or renamed into place: complete, act now.
+    ready: bool,
 }
 
 /// The watcher thread's state.
@@ -336,16 +357,21 @@ impl DirState {
             let mut all = plugin_files(&self.dir).unwrap_or_default();
             all.extend(self.files.keys().cloned());
             for p in all {
-                self.pending.insert(p.clone(), Pending { seen: stamp(&p), since: now });
+                self.pending.insert(p.clone(), Pending { seen: stamp(&p), since: now, ready: false });
             }
             return;
         }
-        match event.kind {
+        // A writer closed the file, or it was renamed into place: it is
+        // complete now (the debounce stays for writers that do neither).
+        let complete = match event.kind {
+            FsKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            FsKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => true,
+            FsKind::Create(_) => false,
             // Opening or reading a file (the loader itself does) changes nothing.
-            FsKind::Access(AccessKind::Close(AccessMode::Write)) => {}
             FsKind::Access(_) => return,
-            _ => {}
-        }
+            _ => false,
+        };
+        let last = event.paths.last().cloned();
         for p in event.paths {
             if p == self.dir {
                 if matches!(event.kind, FsKind::Remove(_) | FsKind::Modify(ModifyKind::Name(_))) {
@@ -365,7 +391,11 @@ impl DirState {
             if p.parent() != Some(self.dir.as_path()) || !is_plugin_file(&p) {
                 continue;
             }
-            self.pending.insert(p.clone(), Pending { seen: stamp(&p), since: now });
+            let renamed_to_here =
+                matches!(event.kind, FsKind::Modify(ModifyKind::Name(RenameMode::Both))) && last.as_ref() != Some(&p);
+            // The source of a rename (`a -> b` names both) is gone, not complete.
+            let ready = complete && !renamed_to_here;
+            self.pending.insert(p.clone(), Pending { seen: stamp(&p), since: now, ready });
         }
     }
 
@@ -376,7 +406,10 @@ impl DirState {
         let mut out = Vec::new();
         self.pending.retain(|p, pending| {
             let current = stamp(p);
-            if current != pending.seen {
+            if pending.ready {
+                out.push(p.clone());
+                false
+            } else if current != pending.seen {
                 pending.seen = current;
                 pending.since = now;
                 true
@@ -443,20 +476,14 @@ impl DirState {
 
     /// A file a module was loaded from has new content: upgrade the module.
     fn replaced(&mut self, rt: &Runtime, path: &Path, name: &str) {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
+        let sha = match file_sha256(path, &self.opts.load) {
+            Ok(sha) => sha,
             Err(e) => {
-                let msg = format!("cannot read '{}' to upgrade module '{name}': {e}", path.display());
-                return self.report(EventKind::UpgradeFailed, name, path, msg, Status::Io);
+                let msg = format!("cannot read '{}' to upgrade module '{name}': {}", path.display(), e.message());
+                return self.report(EventKind::UpgradeFailed, name, path, msg, e.status());
             }
         };
-        let sha: [u8; 32] = Sha256::digest(&bytes).into();
         if self.failed.get(path) == Some(&sha) {
-            return;
-        }
-        if let Err(e) = check_complete(path, &bytes) {
-            self.report(EventKind::UpgradeFailed, name, path, e.message().to_owned(), e.status());
-            self.failed.insert(path.to_path_buf(), sha);
             return;
         }
         if rt.module(name).is_ok_and(|m| m.info().sha256 == sha256_hex(&sha)) {
@@ -479,7 +506,18 @@ impl DirState {
     fn load_new(&mut self, rt: &Runtime, paths: Vec<PathBuf>) {
         let mut found = Vec::new();
         for p in paths {
-            let Ok(sha) = file_sha256(&p) else { continue }; // gone again: its removal is pending
+            let sha = match file_sha256(&p, &self.opts.load) {
+                Ok(sha) => sha,
+                Err(e) if e.status() == Status::FileMissing => continue, // gone again: its removal is pending
+                Err(e) => {
+                    // Refused before anything is mapped (a FIFO, unsafe, too large): say so once.
+                    let key = [0u8; 32];
+                    if self.failed.insert(p.clone(), key) != Some(key) {
+                        self.report(EventKind::UpgradeFailed, "", &p, e.message().to_owned(), e.status());
+                    }
+                    continue;
+                }
+            };
             if self.failed.get(&p) == Some(&sha) && !self.waiting.contains(&p) {
                 continue;
             }
@@ -517,7 +555,7 @@ impl DirState {
         while progress {
             progress = false;
             for p in self.waiting.clone() {
-                match file_sha256(&p) {
+                match file_sha256(&p, &self.opts.load) {
                     Ok(sha) => progress |= self.load_one(rt, &p, sha),
                     Err(_) => {
                         self.waiting.remove(&p);
