@@ -50,7 +50,6 @@ pub use metrics::CounterSnapshot;
 pub use registry::State;
 pub use runtime::{
     DependencyInfo, MethodInfo, MethodStats, Module, ModuleInfo, Runtime, RuntimeOptions, UpgradeOptions,
-    DEFAULT_MAX_OUTPUT_SIZE,
-    DEFAULT_MAX_KEPT_MAPPED,
+    DEFAULT_MAX_KEPT_MAPPED, DEFAULT_MAX_OUTPUT_SIZE,
 };
 pub use watch::{watch_dir, WatchOptions, Watcher};

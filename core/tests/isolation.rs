@@ -509,3 +509,24 @@ fn a_deadline_can_be_set_per_call() {
     wait_running(w);
     assert_eq!(w.call(method(w, "echo"), b"y").unwrap(), b"y");
 }
+
+/// The worker is also the loader's preflight helper: a constructor that
+/// crashes kills only the worker's preflight child, a good plugin passes.
+#[test]
+fn the_worker_is_the_preflight_helper() {
+    worker_built();
+    let exe = std::env::current_exe().unwrap();
+    let worker = exe.parent().unwrap().parent().unwrap().join("hotmod-worker");
+    let dir = common::plugin_dir();
+    let opts = LoadOptions {
+        preflight: hotmod_core::loader::Preflight::On,
+        preflight_helper: Some(worker.clone()),
+        ..LoadOptions::default()
+    };
+    let rt = Runtime::new();
+    let e = rt.load(dir.join("faults/libctor_segv.so"), &opts).unwrap_err();
+    assert_eq!(e.status(), Status::PreflightFailed, "{e:?}");
+    assert!(e.message().contains("signal 11") && e.message().contains("libctor_segv.so"), "{e:?}");
+    rt.load(dir.join("libchecksum.so"), &opts).expect("a good plugin passes the preflight");
+    assert_eq!(&*rt.call("checksum", "length", b"abc").unwrap(), &3u64.to_le_bytes());
+}
