@@ -3,8 +3,14 @@
 //! The handler runs synchronously on the thread that caused the event: the
 //! thread calling load/upgrade/unload, the directory watcher's thread, or —
 //! for the final `Unloaded` of a version that outlived its drain window —
-//! the thread that released the last reference to it. Handlers must not
-//! call back into the runtime's load/upgrade/unload functions.
+//! the thread that released the last reference to it (or the runtime's
+//! reclaimer thread). A handler that calls the runtime's load, upgrade,
+//! unload or host-function registration while the operation that emitted
+//! the event is still running on its thread gets [`Status::Busy`] (3003)
+//! instead of a deadlock; do such work after that operation returns, or
+//! from another thread.
+//!
+//! [`Status::Busy`]: crate::Status::Busy
 
 use std::sync::Arc;
 
