@@ -213,6 +213,49 @@ int main(void) {
   EXPECT_NULL(hotmod_load_options_set_config(o, NULL, 2), "config");
   CHECK_OK(hotmod_load_options_set_config(o, NULL, 0)); /* NULL with length 0 is allowed */
   EXPECT_NULL(hotmod_load_options_set_allow_world_writable(NULL, 1), "opts");
+  EXPECT_NULL(hotmod_load_options_set_max_file_size(NULL, 1 << 20), "opts");
+  EXPECT_NULL(hotmod_load_options_set_preflight(NULL, HOTMOD_PREFLIGHT_OFF), "opts");
+  EXPECT_NULL(hotmod_load_options_set_preflight_helper(NULL, "/bin/true"), "opts");
+  EXPECT_NULL(hotmod_load_options_set_preflight_helper(o, NULL), "path");
+  EXPECT_NULL(hotmod_load_options_set_preflight_timeout_ms(NULL, 1000), "opts");
+  /* A helper path that is not UTF-8 is kept as given (bytes), not refused. */
+  CHECK_OK(hotmod_load_options_set_preflight_helper(o, BAD_PATH));
+
+  /* ---- runtime options (1.1) -------------------------------------------- */
+  EXPECT_NULL(hotmod_runtime_options_new(NULL), "out");
+  hotmod_runtime_options *ro = NULL;
+  REQUIRE(CHECK_OK(hotmod_runtime_options_new(&ro)) && ro);
+  EXPECT_NULL(hotmod_runtime_options_set_drain_timeout_ms(NULL, 10), "opts");
+  EXPECT_NULL(hotmod_runtime_options_set_max_output_size(NULL, 4096), "opts");
+  EXPECT_NULL(hotmod_runtime_options_set_max_kept_mapped(NULL, 8), "opts");
+  p = SENT;
+  EXPECT_NULL(hotmod_runtime_new_with_options(ro, NULL), "out");
+  EXPECT_NULL(hotmod_runtime_new_with_options(NULL, NULL), "out");
+  CHECK(p == SENT);
+  hotmod_runtime *rt2 = NULL;
+  CHECK_OK(hotmod_runtime_new_with_options(NULL, &rt2)); /* opts are optional */
+  CHECK(rt2 != NULL);
+  hotmod_runtime_free(rt2);
+  rt2 = NULL;
+  CHECK_OK(hotmod_runtime_new_with_options(ro, &rt2));
+  CHECK(rt2 != NULL);
+  hotmod_runtime_free(rt2);
+  hotmod_runtime_options_free(ro);
+
+  /* ---- hotmod_runtime_kept_mapped (1.1) ---------------------------------- */
+  n = SENT_SIZE;
+  EXPECT_NULL(hotmod_runtime_kept_mapped(NULL, &n), "rt");
+  EXPECT_NULL(hotmod_runtime_kept_mapped(rt, NULL), "out");
+  CHECK(n == SENT_SIZE);
+
+  /* ---- hotmod_module_elf_info (1.1) -------------------------------------- */
+  hotmod_elf_info ei, ei_untouched;
+  memset(&ei_untouched, 0x5A, sizeof ei_untouched);
+  ei_untouched.size = sizeof ei_untouched;
+  ei = ei_untouched;
+  EXPECT_NULL(hotmod_module_elf_info(NULL, &ei), "m");
+  EXPECT_NULL(hotmod_module_elf_info(m, NULL), "out");
+  CHECK(memcmp(&ei, &ei_untouched, sizeof ei) == 0);
 
   /* ---- load / upgrade / unload ------------------------------------------ */
   const char *probe = PLUGIN("libprobe.so"), *v2 = PLUGIN("libchecksum-v2.so");
@@ -345,6 +388,7 @@ int main(void) {
     hotmod_module_free(NULL);
     hotmod_stats_free(NULL);
     hotmod_load_options_free(NULL);
+    hotmod_runtime_options_free(NULL);
     hotmod_runtime_free(NULL);
   }
   CHECK(1);

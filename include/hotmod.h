@@ -34,6 +34,44 @@
 #define HOTMOD_VERSION_STRING "0.1.0"
 
 /**
+ * `hotmod_elf_info.flags`: the library is marked `DF_1_NODELETE` (the
+ * dynamic loader never unmaps it).
+ */
+#define HOTMOD_ELF_NODELETE 1
+
+/**
+ * `hotmod_elf_info.flags`: it has a `PT_TLS` segment (thread-local
+ * variables).
+ */
+#define HOTMOD_ELF_TLS (1 << 1)
+
+/**
+ * `hotmod_elf_info.flags`: its thread-local storage uses the static model
+ * (`DF_STATIC_TLS`), whose space cannot be given back once it is loaded.
+ */
+#define HOTMOD_ELF_STATIC_TLS (1 << 2)
+
+/**
+ * `hotmod_elf_info.flags`: it exports `STB_GNU_UNIQUE` symbols (the
+ * dynamic loader then keeps it loaded for the process).
+ */
+#define HOTMOD_ELF_GNU_UNIQUE (1 << 3)
+
+/**
+ * `hotmod_elf_info.flags`: a Go runtime is linked in, which cannot be
+ * unloaded.
+ */
+#define HOTMOD_ELF_GO_RUNTIME (1 << 4)
+
+/**
+ * `hotmod_elf_info.flags`: this version will stay mapped after it is
+ * replaced or unloaded, because it did not declare itself safe to unload
+ * or because of one of the facts above (it then counts towards
+ * `hotmod_runtime_kept_mapped`).
+ */
+#define HOTMOD_ELF_STAYS_MAPPED (1 << 5)
+
+/**
  * `hotmod_runtime_upgrade` flag: publish even if methods that callers hold
  * handles to are removed or change signature (those handles then answer
  * `HOTMOD_STATUS_SIGNATURE_CHANGED` or `HOTMOD_STATUS_STALE_HANDLE`).
@@ -285,6 +323,29 @@ typedef int32_t hotmod_event_kind;
 #endif // __cplusplus
 
 /**
+ * Whether a plugin file is first mapped in a child process (the preflight
+ * helper, `hotmod-worker`), so that a constructor that crashes, exits or
+ * hangs there refuses the load (`HOTMOD_STATUS_PREFLIGHT_FAILED`) instead
+ * of taking the host down. Pass one of these to
+ * `hotmod_load_options_set_preflight` (since 1.1).
+ */
+typedef enum hotmod_preflight {
+  /**
+   * No preflight (the default of load options).
+   */
+  HOTMOD_PREFLIGHT_OFF = 0,
+  /**
+   * Preflight when a helper is found; load without it otherwise.
+   */
+  HOTMOD_PREFLIGHT_IF_AVAILABLE = 1,
+  /**
+   * Preflight always; refuse the load with
+   * `HOTMOD_STATUS_WORKER_UNAVAILABLE` if it cannot be done.
+   */
+  HOTMOD_PREFLIGHT_ON = 2,
+} hotmod_preflight;
+
+/**
  * Bytes returned by a call. When the plugin returned memory of its own the
  * buffer is a zero-copy view of it, and keeps that plugin version alive
  * until freed. May be read from any thread and freed on any thread, once.
@@ -293,8 +354,9 @@ typedef struct hotmod_buffer hotmod_buffer;
 
 /**
  * Options for `hotmod_runtime_load` and `hotmod_runtime_upgrade`: expected
- * SHA-256, configuration bytes for the plugin's init, and whether
- * world-writable files are accepted. Not thread-safe; owned by the caller.
+ * SHA-256, configuration bytes for the plugin's init, whether
+ * world-writable files are accepted, the largest file accepted, and the
+ * preflight (since 1.1). Not thread-safe; owned by the caller.
  */
 typedef struct hotmod_load_options hotmod_load_options;
 
@@ -326,10 +388,55 @@ typedef struct hotmod_module hotmod_module;
 typedef struct hotmod_runtime hotmod_runtime;
 
 /**
+ * Runtime-wide settings for `hotmod_runtime_new_with_options` (since 1.1):
+ * how long upgrades wait for calls in flight, the largest output a plugin
+ * may ask the host to allocate, and how many versions that cannot be
+ * unmapped may be kept. Not thread-safe; owned by the caller, who may free
+ * it as soon as the runtime is created (the runtime keeps a copy).
+ */
+typedef struct hotmod_runtime_options hotmod_runtime_options;
+
+/**
  * A snapshot of every method's counters, taken by `hotmod_runtime_stats`.
  * Immutable; strings in it stay valid until it is freed.
  */
 typedef struct hotmod_stats hotmod_stats;
+
+/**
+ * What the loader read from a module's ELF headers before mapping it, for
+ * `hotmod_module_elf_info` (since 1.1).
+ *
+ * The struct may grow at its end in later versions: set `size` to
+ * `sizeof(hotmod_elf_info)` before the call. The library fills only the
+ * fields that fit entirely in `size` bytes and sets `size` to the number
+ * of bytes it filled, so a caller built against a later header sees which
+ * fields an older library left alone.
+ */
+typedef struct hotmod_elf_info {
+  /**
+   * In: `sizeof(hotmod_elf_info)` as the caller knows it. Out: the bytes
+   * filled.
+   */
+  size_t size;
+  /**
+   * The ELF header's `e_machine` (62 for x86-64, 183 for AArch64); 0 for
+   * a library that is not ELF (macOS, Windows).
+   */
+  uint16_t machine;
+  /**
+   * ELF class: 32 or 64 (0 if not ELF).
+   */
+  uint8_t elf_class;
+  /**
+   * `HOTMOD_ELF_*` bits.
+   */
+  uint32_t flags;
+  /**
+   * Constructors `dlopen` runs: `DT_INIT` plus the `DT_INIT_ARRAY`
+   * entries.
+   */
+  size_t constructors;
+} hotmod_elf_info;
 
 /**
  * A host function plugins call by name through `host->call_host`. Reads
@@ -663,6 +770,19 @@ hotmod_status hotmod_module_resolve(const struct hotmod_module *m,
                                     struct hotmod_method **out);
 
 /**
+ * The module's ELF facts (see `hotmod_elf_info`): `out->size` must be set
+ * by the caller, to at least `sizeof(size_t)`
+ * (`HOTMOD_STATUS_INVALID_ARGUMENT` otherwise); the fields that fit in it
+ * are filled and `out->size` is set to the bytes filled. Describes the
+ * version the handle was obtained for. Since 1.1.
+ *
+ * # Safety
+ * `m` a module handle; `out` NULL or valid for reading `size_t` and
+ * writing `out->size` bytes.
+ */
+hotmod_status hotmod_module_elf_info(const struct hotmod_module *m, struct hotmod_elf_info *out);
+
+/**
  * Creates a runtime. On success `*out` owns it.
  *
  * # Safety
@@ -683,7 +803,7 @@ void hotmod_runtime_free(struct hotmod_runtime *rt);
 
 /**
  * Creates load options with defaults (no hash check, empty config,
- * world-writable files refused).
+ * world-writable files refused, files up to 1 GiB, no preflight).
  *
  * # Safety
  * `out` must be NULL or valid for writing a pointer.
@@ -746,7 +866,9 @@ hotmod_status hotmod_load_options_set_allow_world_writable(struct hotmod_load_op
  * `HOTMOD_STATUS_ABI_UNSUPPORTED`, `HOTMOD_STATUS_INVALID_DESCRIPTOR`,
  * `HOTMOD_STATUS_HASH_MISMATCH`, `HOTMOD_STATUS_NAME_CONFLICT`,
  * `HOTMOD_STATUS_DEPENDENCY_UNSATISFIED`, `HOTMOD_STATUS_INIT_FAILED`,
- * `HOTMOD_STATUS_UNSAFE_FILE`; the message names the file.
+ * `HOTMOD_STATUS_UNSAFE_FILE`, `HOTMOD_STATUS_FILE_TOO_LARGE`,
+ * `HOTMOD_STATUS_PREFLIGHT_FAILED`, `HOTMOD_STATUS_WORKER_UNAVAILABLE`,
+ * `HOTMOD_STATUS_KEPT_MAPPED_LIMIT`; the message names the file.
  *
  * # Safety
  * `rt` from `hotmod_runtime_new`; `path` NUL-terminated; `opts` NULL or
@@ -913,6 +1035,145 @@ hotmod_status hotmod_runtime_watch_dir(const struct hotmod_runtime *rt,
  * from an event callback running on the watcher's own thread.
  */
 hotmod_status hotmod_runtime_unwatch_dir(const struct hotmod_runtime *rt, const char *dir);
+
+/**
+ * The largest plugin file accepted, in bytes (default 1 GiB). A larger
+ * file is refused with `HOTMOD_STATUS_FILE_TOO_LARGE` before it is read,
+ * and no more than this is read from a file that grows while it is loaded.
+ * Since 1.1.
+ *
+ * # Safety
+ * `opts` from `hotmod_load_options_new`.
+ */
+hotmod_status hotmod_load_options_set_max_file_size(struct hotmod_load_options *opts,
+                                                    uint64_t max_bytes);
+
+/**
+ * Whether to map the file in a child process first: `mode` is a
+ * `hotmod_preflight` value (`HOTMOD_PREFLIGHT_OFF`, the default,
+ * `HOTMOD_PREFLIGHT_IF_AVAILABLE` or `HOTMOD_PREFLIGHT_ON`); any other
+ * value gives `HOTMOD_STATUS_INVALID_ARGUMENT`. The child is the helper
+ * executable set by `hotmod_load_options_set_preflight_helper`, else the
+ * one named by the environment variable `HOTMOD_WORKER`, else
+ * `hotmod-worker` beside libhotmod or in a `libexec/hotmod` directory.
+ * A load it refuses answers `HOTMOD_STATUS_PREFLIGHT_FAILED` (the message
+ * says how the child ended: signal, exit status or timeout); with
+ * `HOTMOD_PREFLIGHT_ON` and no usable helper,
+ * `HOTMOD_STATUS_WORKER_UNAVAILABLE`. Linux only: elsewhere `ON` refuses
+ * every load and `IF_AVAILABLE` loads without a preflight. Since 1.1.
+ *
+ * # Safety
+ * `opts` from `hotmod_load_options_new`.
+ */
+hotmod_status hotmod_load_options_set_preflight(struct hotmod_load_options *opts, int32_t mode);
+
+/**
+ * The preflight helper executable (copied): a path, bytes on Unix (see
+ * `hotmod_runtime_load`), relative paths resolved against the current
+ * directory when a load runs. It is started as `<path> --preflight <fd>`;
+ * the project's `hotmod-worker` is such a helper. An empty path gives
+ * `HOTMOD_STATUS_INVALID_ARGUMENT`. Since 1.1.
+ *
+ * # Safety
+ * `opts` from `hotmod_load_options_new`; `path` NUL-terminated.
+ */
+hotmod_status hotmod_load_options_set_preflight_helper(struct hotmod_load_options *opts,
+                                                       const char *path);
+
+/**
+ * How long, in milliseconds, the preflight child may take before it is
+ * killed and the load refused with `HOTMOD_STATUS_PREFLIGHT_FAILED`
+ * (default 5000). 0 gives `HOTMOD_STATUS_INVALID_ARGUMENT`. Since 1.1.
+ *
+ * # Safety
+ * `opts` from `hotmod_load_options_new`.
+ */
+hotmod_status hotmod_load_options_set_preflight_timeout_ms(struct hotmod_load_options *opts,
+                                                           uint32_t timeout_ms);
+
+/**
+ * Creates runtime options with defaults (drain timeout 200 ms, largest
+ * output 64 MiB, at most 1024 versions kept mapped). On success `*out`
+ * owns them. Since 1.1.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a pointer.
+ */
+hotmod_status hotmod_runtime_options_new(struct hotmod_runtime_options **out);
+
+/**
+ * Frees runtime options. NULL is a no-op. Runtimes created with them are
+ * not affected. Since 1.1.
+ *
+ * # Safety
+ * `opts` must be NULL or from `hotmod_runtime_options_new`, not used
+ * afterwards.
+ */
+void hotmod_runtime_options_free(struct hotmod_runtime_options *opts);
+
+/**
+ * How long, in milliseconds, an upgrade or unload waits for calls in
+ * flight on the old version before it returns (default 200; 0: do not
+ * wait). Calls are never cut short: a version still in use after this is
+ * destroyed by whichever thread releases it last. Since 1.1.
+ *
+ * # Safety
+ * `opts` from `hotmod_runtime_options_new`.
+ */
+hotmod_status hotmod_runtime_options_set_drain_timeout_ms(struct hotmod_runtime_options *opts,
+                                                          uint32_t timeout_ms);
+
+/**
+ * The most output, in bytes, a plugin may ask the host to allocate (a
+ * method answering `HOTMOD_PLUGIN_OUTPUT_TOO_SMALL` with a size, or the
+ * result of a dependency call); default 64 MiB. A larger request fails
+ * with `HOTMOD_STATUS_OUTPUT_TOO_LARGE` naming the method, the size and
+ * this cap, and nothing is allocated. Memory a plugin hands over itself
+ * (`hotmod_output_give`) is not bounded by it. Since 1.1.
+ *
+ * # Safety
+ * `opts` from `hotmod_runtime_options_new`.
+ */
+hotmod_status hotmod_runtime_options_set_max_output_size(struct hotmod_runtime_options *opts,
+                                                         size_t max_bytes);
+
+/**
+ * How many replaced or unloaded versions the runtime may keep mapped
+ * because they cannot be unmapped (not declared safe to unload, or
+ * NODELETE, static TLS, unique symbols, a Go runtime: see
+ * `hotmod_module_elf_info`); default 1024. Once this many are kept,
+ * loading or upgrading to another file that could not be unmapped either
+ * is refused with `HOTMOD_STATUS_KEPT_MAPPED_LIMIT`. Since 1.1.
+ *
+ * # Safety
+ * `opts` from `hotmod_runtime_options_new`.
+ */
+hotmod_status hotmod_runtime_options_set_max_kept_mapped(struct hotmod_runtime_options *opts,
+                                                         size_t max_versions);
+
+/**
+ * Creates a runtime with `opts` (optional: NULL gives the defaults, as
+ * `hotmod_runtime_new`). The runtime keeps a copy: `opts` may be changed
+ * or freed afterwards without effect on it. On success `*out` owns the
+ * runtime (free it with `hotmod_runtime_free`). Since 1.1.
+ *
+ * # Safety
+ * `opts` NULL or from `hotmod_runtime_options_new`; `out` must be NULL or
+ * valid for writing a pointer.
+ */
+hotmod_status hotmod_runtime_new_with_options(const struct hotmod_runtime_options *opts,
+                                              struct hotmod_runtime **out);
+
+/**
+ * How many replaced or unloaded versions this runtime keeps mapped
+ * because they could not be unmapped (each keeps its code and data in
+ * memory for the rest of the process). Compare with the cap set by
+ * `hotmod_runtime_options_set_max_kept_mapped`. Since 1.1.
+ *
+ * # Safety
+ * `rt` from `hotmod_runtime_new`; `out` writable.
+ */
+hotmod_status hotmod_runtime_kept_mapped(const struct hotmod_runtime *rt, size_t *out);
 
 /**
  * Takes a snapshot of every method's counters; `*out` owns it.

@@ -2,8 +2,8 @@
 //!
 //! Conventions (see `include/hotmod.h` for the per-function contract):
 //! - opaque handles (`hotmod_runtime`, `hotmod_module`, `hotmod_method`,
-//!   `hotmod_buffer`, `hotmod_stats`, `hotmod_load_options`), each with a
-//!   `_free` that accepts NULL;
+//!   `hotmod_buffer`, `hotmod_stats`, `hotmod_load_options`,
+//!   `hotmod_runtime_options`), each with a `_free` that accepts NULL;
 //! - every fallible function returns a `hotmod_status`; results go through
 //!   out-parameters written only on success; a NULL where a pointer is
 //!   required gives `HOTMOD_STATUS_NULL_ARGUMENT`; the message of the last

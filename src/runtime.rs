@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use hotmod_core::abi::hotmod_output;
 use hotmod_core::watch::{self, WatchOptions, Watcher};
-use hotmod_core::{Error, Event, HostFunction, LoadOptions, OutputWriter, Runtime, Status, UpgradeOptions};
+use hotmod_core::{
+    Error, Event, HostFunction, LoadOptions, OutputWriter, Preflight, Runtime, RuntimeOptions, Status, UpgradeOptions,
+};
 
 use crate::ffi::{self, out_arg, path_arg, str_arg, write_out, BoxHandle, ForeignData};
 use crate::module::{hotmod_module, ModuleBox};
@@ -39,8 +41,9 @@ impl BoxHandle for hotmod_runtime {
 }
 
 /// Options for `hotmod_runtime_load` and `hotmod_runtime_upgrade`: expected
-/// SHA-256, configuration bytes for the plugin's init, and whether
-/// world-writable files are accepted. Not thread-safe; owned by the caller.
+/// SHA-256, configuration bytes for the plugin's init, whether
+/// world-writable files are accepted, the largest file accepted, and the
+/// preflight (since 1.1). Not thread-safe; owned by the caller.
 pub struct hotmod_load_options {
     _private: [u8; 0],
 }
@@ -124,7 +127,7 @@ pub unsafe extern "C" fn hotmod_runtime_free(rt: *mut hotmod_runtime) {
 }
 
 /// Creates load options with defaults (no hash check, empty config,
-/// world-writable files refused).
+/// world-writable files refused, files up to 1 GiB, no preflight).
 ///
 /// # Safety
 /// `out` must be NULL or valid for writing a pointer.
@@ -231,7 +234,9 @@ fn options_or_default(opts: *const hotmod_load_options) -> Result<LoadOptions, E
 /// `HOTMOD_STATUS_ABI_UNSUPPORTED`, `HOTMOD_STATUS_INVALID_DESCRIPTOR`,
 /// `HOTMOD_STATUS_HASH_MISMATCH`, `HOTMOD_STATUS_NAME_CONFLICT`,
 /// `HOTMOD_STATUS_DEPENDENCY_UNSATISFIED`, `HOTMOD_STATUS_INIT_FAILED`,
-/// `HOTMOD_STATUS_UNSAFE_FILE`; the message names the file.
+/// `HOTMOD_STATUS_UNSAFE_FILE`, `HOTMOD_STATUS_FILE_TOO_LARGE`,
+/// `HOTMOD_STATUS_PREFLIGHT_FAILED`, `HOTMOD_STATUS_WORKER_UNAVAILABLE`,
+/// `HOTMOD_STATUS_KEPT_MAPPED_LIMIT`; the message names the file.
 ///
 /// # Safety
 /// `rt` from `hotmod_runtime_new`; `path` NUL-terminated; `opts` NULL or
@@ -566,6 +571,297 @@ pub unsafe extern "C" fn hotmod_runtime_unwatch_dir(rt: *const hotmod_runtime, d
             watchers.remove(i)
         };
         watcher.stop();
+        Ok(())
+    })
+}
+
+/// Runtime-wide settings for `hotmod_runtime_new_with_options` (since 1.1):
+/// how long upgrades wait for calls in flight, the largest output a plugin
+/// may ask the host to allocate, and how many versions that cannot be
+/// unmapped may be kept. Not thread-safe; owned by the caller, who may free
+/// it as soon as the runtime is created (the runtime keeps a copy).
+pub struct hotmod_runtime_options {
+    _private: [u8; 0],
+}
+
+impl BoxHandle for hotmod_runtime_options {
+    type Inner = RuntimeOptions;
+}
+
+/// Whether a plugin file is first mapped in a child process (the preflight
+/// helper, `hotmod-worker`), so that a constructor that crashes, exits or
+/// hangs there refuses the load (`HOTMOD_STATUS_PREFLIGHT_FAILED`) instead
+/// of taking the host down. Pass one of these to
+/// `hotmod_load_options_set_preflight` (since 1.1).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum hotmod_preflight {
+    /// No preflight (the default of load options).
+    Off = 0,
+    /// Preflight when a helper is found; load without it otherwise.
+    IfAvailable = 1,
+    /// Preflight always; refuse the load with
+    /// `HOTMOD_STATUS_WORKER_UNAVAILABLE` if it cannot be done.
+    On = 2,
+}
+
+impl hotmod_preflight {
+    /// The core setting for a value from C (any `int32_t`: C does not keep
+    /// an enum argument in range).
+    fn from_c(mode: i32) -> Result<Preflight, Error> {
+        Ok(match mode {
+            m if m == hotmod_preflight::Off as i32 => Preflight::Off,
+            m if m == hotmod_preflight::IfAvailable as i32 => Preflight::IfAvailable,
+            m if m == hotmod_preflight::On as i32 => Preflight::On,
+            other => {
+                return Err(Error::new(
+                    Status::InvalidArgument,
+                    format!(
+                        "hotmod_load_options_set_preflight: expected a hotmod_preflight value \
+                         (HOTMOD_PREFLIGHT_OFF 0, HOTMOD_PREFLIGHT_IF_AVAILABLE 1, HOTMOD_PREFLIGHT_ON 2), found {other}"
+                    ),
+                ))
+            }
+        })
+    }
+}
+
+/// The largest plugin file accepted, in bytes (default 1 GiB). A larger
+/// file is refused with `HOTMOD_STATUS_FILE_TOO_LARGE` before it is read,
+/// and no more than this is read from a file that grows while it is loaded.
+/// Since 1.1.
+///
+/// # Safety
+/// `opts` from `hotmod_load_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_load_options_set_max_file_size(
+    opts: *mut hotmod_load_options,
+    max_bytes: u64,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_load_options::get_mut(opts, "opts (hotmod_load_options *)")? };
+        o.max_file_size = max_bytes;
+        Ok(())
+    })
+}
+
+/// Whether to map the file in a child process first: `mode` is a
+/// `hotmod_preflight` value (`HOTMOD_PREFLIGHT_OFF`, the default,
+/// `HOTMOD_PREFLIGHT_IF_AVAILABLE` or `HOTMOD_PREFLIGHT_ON`); any other
+/// value gives `HOTMOD_STATUS_INVALID_ARGUMENT`. The child is the helper
+/// executable set by `hotmod_load_options_set_preflight_helper`, else the
+/// one named by the environment variable `HOTMOD_WORKER`, else
+/// `hotmod-worker` beside libhotmod or in a `libexec/hotmod` directory.
+/// A load it refuses answers `HOTMOD_STATUS_PREFLIGHT_FAILED` (the message
+/// says how the child ended: signal, exit status or timeout); with
+/// `HOTMOD_PREFLIGHT_ON` and no usable helper,
+/// `HOTMOD_STATUS_WORKER_UNAVAILABLE`. Linux only: elsewhere `ON` refuses
+/// every load and `IF_AVAILABLE` loads without a preflight. Since 1.1.
+///
+/// # Safety
+/// `opts` from `hotmod_load_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_load_options_set_preflight(opts: *mut hotmod_load_options, mode: i32) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_load_options::get_mut(opts, "opts (hotmod_load_options *)")? };
+        o.preflight = hotmod_preflight::from_c(mode)?;
+        Ok(())
+    })
+}
+
+/// The preflight helper executable (copied): a path, bytes on Unix (see
+/// `hotmod_runtime_load`), relative paths resolved against the current
+/// directory when a load runs. It is started as `<path> --preflight <fd>`;
+/// the project's `hotmod-worker` is such a helper. An empty path gives
+/// `HOTMOD_STATUS_INVALID_ARGUMENT`. Since 1.1.
+///
+/// # Safety
+/// `opts` from `hotmod_load_options_new`; `path` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_load_options_set_preflight_helper(
+    opts: *mut hotmod_load_options,
+    path: *const c_char,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_load_options::get_mut(opts, "opts (hotmod_load_options *)")? };
+        // SAFETY: per the contract.
+        let path = unsafe { path_arg(path, "path")? };
+        if path.as_os_str().is_empty() {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "hotmod_load_options_set_preflight_helper: expected the path of an executable, found \"\"",
+            ));
+        }
+        o.preflight_helper = Some(path.to_path_buf());
+        Ok(())
+    })
+}
+
+/// How long, in milliseconds, the preflight child may take before it is
+/// killed and the load refused with `HOTMOD_STATUS_PREFLIGHT_FAILED`
+/// (default 5000). 0 gives `HOTMOD_STATUS_INVALID_ARGUMENT`. Since 1.1.
+///
+/// # Safety
+/// `opts` from `hotmod_load_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_load_options_set_preflight_timeout_ms(
+    opts: *mut hotmod_load_options,
+    timeout_ms: u32,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_load_options::get_mut(opts, "opts (hotmod_load_options *)")? };
+        if timeout_ms == 0 {
+            return Err(Error::new(
+                Status::InvalidArgument,
+                "hotmod_load_options_set_preflight_timeout_ms: expected a timeout of at least 1 ms, found 0",
+            ));
+        }
+        o.preflight_timeout = Duration::from_millis(u64::from(timeout_ms));
+        Ok(())
+    })
+}
+
+/// Creates runtime options with defaults (drain timeout 200 ms, largest
+/// output 64 MiB, at most 1024 versions kept mapped). On success `*out`
+/// owns them. Since 1.1.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_options_new(out: *mut *mut hotmod_runtime_options) -> Status {
+    ffi_status!({
+        out_arg(out, "out (hotmod_runtime_options **)")?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, hotmod_runtime_options::into_c(RuntimeOptions::default())) };
+        Ok(())
+    })
+}
+
+/// Frees runtime options. NULL is a no-op. Runtimes created with them are
+/// not affected. Since 1.1.
+///
+/// # Safety
+/// `opts` must be NULL or from `hotmod_runtime_options_new`, not used
+/// afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_options_free(opts: *mut hotmod_runtime_options) {
+    ffi_value!((), {
+        // SAFETY: per the contract.
+        unsafe { hotmod_runtime_options::free(opts) }
+    })
+}
+
+/// How long, in milliseconds, an upgrade or unload waits for calls in
+/// flight on the old version before it returns (default 200; 0: do not
+/// wait). Calls are never cut short: a version still in use after this is
+/// destroyed by whichever thread releases it last. Since 1.1.
+///
+/// # Safety
+/// `opts` from `hotmod_runtime_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_options_set_drain_timeout_ms(
+    opts: *mut hotmod_runtime_options,
+    timeout_ms: u32,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_runtime_options::get_mut(opts, "opts (hotmod_runtime_options *)")? };
+        o.drain_timeout = Duration::from_millis(u64::from(timeout_ms));
+        Ok(())
+    })
+}
+
+/// The most output, in bytes, a plugin may ask the host to allocate (a
+/// method answering `HOTMOD_PLUGIN_OUTPUT_TOO_SMALL` with a size, or the
+/// result of a dependency call); default 64 MiB. A larger request fails
+/// with `HOTMOD_STATUS_OUTPUT_TOO_LARGE` naming the method, the size and
+/// this cap, and nothing is allocated. Memory a plugin hands over itself
+/// (`hotmod_output_give`) is not bounded by it. Since 1.1.
+///
+/// # Safety
+/// `opts` from `hotmod_runtime_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_options_set_max_output_size(
+    opts: *mut hotmod_runtime_options,
+    max_bytes: usize,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_runtime_options::get_mut(opts, "opts (hotmod_runtime_options *)")? };
+        o.max_output_size = max_bytes;
+        Ok(())
+    })
+}
+
+/// How many replaced or unloaded versions the runtime may keep mapped
+/// because they cannot be unmapped (not declared safe to unload, or
+/// NODELETE, static TLS, unique symbols, a Go runtime: see
+/// `hotmod_module_elf_info`); default 1024. Once this many are kept,
+/// loading or upgrading to another file that could not be unmapped either
+/// is refused with `HOTMOD_STATUS_KEPT_MAPPED_LIMIT`. Since 1.1.
+///
+/// # Safety
+/// `opts` from `hotmod_runtime_options_new`.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_options_set_max_kept_mapped(
+    opts: *mut hotmod_runtime_options,
+    max_versions: usize,
+) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let o = unsafe { hotmod_runtime_options::get_mut(opts, "opts (hotmod_runtime_options *)")? };
+        o.max_kept_mapped = max_versions;
+        Ok(())
+    })
+}
+
+/// Creates a runtime with `opts` (optional: NULL gives the defaults, as
+/// `hotmod_runtime_new`). The runtime keeps a copy: `opts` may be changed
+/// or freed afterwards without effect on it. On success `*out` owns the
+/// runtime (free it with `hotmod_runtime_free`). Since 1.1.
+///
+/// # Safety
+/// `opts` NULL or from `hotmod_runtime_options_new`; `out` must be NULL or
+/// valid for writing a pointer.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_new_with_options(
+    opts: *const hotmod_runtime_options,
+    out: *mut *mut hotmod_runtime,
+) -> Status {
+    ffi_status!({
+        let options = if opts.is_null() {
+            RuntimeOptions::default()
+        } else {
+            // SAFETY: non-NULL options come from hotmod_runtime_options_new.
+            unsafe { hotmod_runtime_options::get(opts, "opts (hotmod_runtime_options *)")? }.clone()
+        };
+        out_arg(out, "out (hotmod_runtime **)")?;
+        let rt = RuntimeBox { watchers: Mutex::default(), rt: Arc::new(Runtime::with_options(options)) };
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, hotmod_runtime::into_c(rt)) };
+        Ok(())
+    })
+}
+
+/// How many replaced or unloaded versions this runtime keeps mapped
+/// because they could not be unmapped (each keeps its code and data in
+/// memory for the rest of the process). Compare with the cap set by
+/// `hotmod_runtime_options_set_max_kept_mapped`. Since 1.1.
+///
+/// # Safety
+/// `rt` from `hotmod_runtime_new`; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn hotmod_runtime_kept_mapped(rt: *const hotmod_runtime, out: *mut usize) -> Status {
+    ffi_status!({
+        // SAFETY: per the contract.
+        let rt = unsafe { hotmod_runtime::get(rt, "rt (hotmod_runtime *)")? };
+        out_arg(out, "out (size_t *)")?;
+        // SAFETY: checked non-NULL.
+        unsafe { write_out(out, rt.kept_mapped()) };
         Ok(())
     })
 }

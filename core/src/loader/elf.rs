@@ -37,6 +37,9 @@ pub struct ElfFacts {
     /// The machine the file is built for (`"x86_64"`, `"aarch64"`, …);
     /// empty for a file that is not ELF (macOS and Windows builds).
     pub machine: String,
+    /// The ELF header's `e_machine` number (`EM_X86_64` = 62, `EM_AARCH64`
+    /// = 183, …); 0 for a file that is not ELF.
+    pub e_machine: u16,
     /// ELF class: 32 or 64 (0 if not ELF).
     pub class: u8,
     /// `DF_1_NODELETE`: the dynamic loader never unmaps it.
@@ -260,6 +263,7 @@ fn check<Elf: FileHeader<Endian = object::Endianness>>(path: &Path, bytes: &[u8]
     let machine = header.e_machine(endian);
     let mut facts = ElfFacts {
         machine: machine_name(machine),
+        e_machine: machine,
         class: if header.is_type_64() { 64 } else { 32 },
         ..Default::default()
     };
