@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -68,7 +67,6 @@ fn a_parked_call_holds_back_only_its_own_version() {
         ..Default::default()
     }));
     let gate = Arc::new(Gate::default());
-    let destroyed = Arc::new(AtomicUsize::new(0));
     let g = gate.clone();
     rt.register_host_function(
         "blocker_park",
@@ -78,15 +76,7 @@ fn a_parked_call_holds_back_only_its_own_version() {
         }),
     )
     .unwrap();
-    let d = destroyed.clone();
-    rt.register_host_function(
-        "blocker_destroyed",
-        Arc::new(move |_: &[u8]| {
-            d.fetch_add(1, Ordering::SeqCst);
-            Ok(Vec::new())
-        }),
-    )
-    .unwrap();
+    let destroyed = common::counting_host_function(&rt, "blocker_destroyed");
     rt.load(plugin("blocker"), &LoadOptions::default()).unwrap();
     let baseline = cycles(&rt, 20);
     let before = reclaim_threads();
@@ -246,33 +236,7 @@ fn counts_are_exact_across_threads_that_start_and_exit() {
 /// (the drop-flag oracle) and any call still in flight when it is destroyed.
 fn upgrade_stress(threads: usize, upgrades: usize) {
     let rt = Arc::new(Runtime::new());
-    let destroyed: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
-    let violations = Arc::new(AtomicU64::new(0));
-    let d = destroyed.clone();
-    rt.register_host_function(
-        "destroyed",
-        Arc::new(move |id: &[u8]| {
-            *d.lock().unwrap().entry(u64::from_le_bytes(id.try_into().unwrap())).or_default() += 1;
-            Ok(Vec::new())
-        }),
-    )
-    .unwrap();
-    let next_id = Arc::new(AtomicU64::new(1));
-    let ids = next_id.clone();
-    rt.register_host_function(
-        "new_id",
-        Arc::new(move |_: &[u8]| Ok(ids.fetch_add(1, Ordering::SeqCst).to_le_bytes().to_vec())),
-    )
-    .unwrap();
-    let v = violations.clone();
-    rt.register_host_function(
-        "violation",
-        Arc::new(move |_: &[u8]| {
-            v.fetch_add(1, Ordering::SeqCst);
-            Ok(Vec::new())
-        }),
-    )
-    .unwrap();
+    let common::LifecycleOracle { destroyed, violations, next_id } = common::lifecycle_oracle(&rt);
     rt.load(plugin("lifecycle"), &LoadOptions::default()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let calls = Arc::new(AtomicU64::new(0));

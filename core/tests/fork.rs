@@ -9,7 +9,7 @@ mod common;
 #[cfg(target_os = "linux")]
 #[test]
 fn a_forked_child_reclaims_without_the_parents_threads() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -17,16 +17,7 @@ fn a_forked_child_reclaims_without_the_parents_threads() {
     use hotmod_core::{LoadOptions, Runtime};
 
     let rt = Arc::new(Runtime::new());
-    let destroyed = Arc::new(AtomicUsize::new(0));
-    let d = destroyed.clone();
-    rt.register_host_function(
-        "blocker_destroyed",
-        Arc::new(move |_: &[u8]| {
-            d.fetch_add(1, Ordering::SeqCst);
-            Ok(Vec::new())
-        }),
-    )
-    .unwrap();
+    let destroyed = common::counting_host_function(&rt, "blocker_destroyed");
     // A call parked in the parent for the whole test: the child must not
     // wait for it.
     let parked = Arc::new(AtomicBool::new(true));

@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -66,32 +66,7 @@ fn a_thousand_upgrades_under_load_fail_no_call() {
 #[test]
 fn each_old_version_is_destroyed_exactly_once_after_its_last_call() {
     let rt = Arc::new(Runtime::new());
-    let destroyed: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
-    let violations = Arc::new(AtomicU64::new(0));
-    let d = destroyed.clone();
-    rt.register_host_function(
-        "destroyed",
-        Arc::new(move |id: &[u8]| {
-            *d.lock().unwrap().entry(u64::from_le_bytes(id.try_into().unwrap())).or_default() += 1;
-            Ok(Vec::new())
-        }),
-    )
-    .unwrap();
-    let next_id = Arc::new(AtomicU64::new(1));
-    rt.register_host_function(
-        "new_id",
-        Arc::new(move |_: &[u8]| Ok(next_id.fetch_add(1, Ordering::SeqCst).to_le_bytes().to_vec())),
-    )
-    .unwrap();
-    let v = violations.clone();
-    rt.register_host_function(
-        "violation",
-        Arc::new(move |_: &[u8]| {
-            v.fetch_add(1, Ordering::SeqCst);
-            Ok(Vec::new())
-        }),
-    )
-    .unwrap();
+    let common::LifecycleOracle { destroyed, violations, next_id: _ } = common::lifecycle_oracle(&rt);
     rt.load(plugin("lifecycle"), &LoadOptions::default()).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<HashSet<u64>>> = Arc::default();
