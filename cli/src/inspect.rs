@@ -159,6 +159,18 @@ pub fn info_json(info: &ModuleInfo) -> Value {
         "sha256": info.sha256,
         "abi": format!("{}.{}", hotmod_core::abi::HOTMOD_ABI_MAJOR, info.abi_minor),
         "safe_to_unload": info.safe_to_unload,
+        "stays_mapped": info.stays_mapped,
+        "elf": {
+            "machine": info.elf.machine,
+            "class": info.elf.class,
+            "nodelete": info.elf.nodelete,
+            "tls": info.elf.tls,
+            "static_tls": info.elf.static_tls,
+            "gnu_unique": info.elf.gnu_unique,
+            "go_runtime": info.elf.go_runtime,
+            "constructors": info.elf.constructors,
+            "unmap_blockers": info.elf.unmap_blockers(),
+        },
         "methods": info.methods.iter().map(|m| json!({
             "name": m.name,
             "signature": m.signature,
@@ -188,7 +200,36 @@ pub fn print_info(v: &Value) {
     println!("  sha256   {}", s("sha256"));
     println!("  abi      {}", s("abi"));
     let safe = v.get("safe_to_unload").and_then(Value::as_bool).unwrap_or(false);
-    println!("  unload   {}", if safe { "declared safe to unload" } else { "stays mapped after unload" });
+    let stays = v.get("stays_mapped").and_then(Value::as_bool).unwrap_or(!safe);
+    let blockers: Vec<&str> = v
+        .pointer("/elf/unmap_blockers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let unload = match (safe, stays) {
+        (true, false) => "declared safe to unload, and can be unmapped".to_owned(),
+        (true, true) => format!("declared safe to unload, but stays mapped: {}", blockers.join("; ")),
+        (false, _) => "stays mapped after unload (not declared safe to unload)".to_owned(),
+    };
+    println!("  unload   {unload}");
+    let elf = |k: &str| v.pointer(&format!("/elf/{k}")).cloned().unwrap_or(Value::Null);
+    let flags: Vec<&str> = ["nodelete", "tls", "static_tls", "go_runtime"]
+        .into_iter()
+        .filter(|k| elf(k).as_bool() == Some(true))
+        .collect();
+    println!(
+        "  elf      {} ({}-bit), {} constructor(s){}{}",
+        elf("machine").as_str().unwrap_or("?"),
+        elf("class"),
+        elf("constructors"),
+        if flags.is_empty() { String::new() } else { format!(", {}", flags.join(", ")) },
+        match elf("gnu_unique").as_array() {
+            Some(u) if !u.is_empty() => format!(", {} GNU-unique symbol(s)", u.len()),
+            _ => String::new(),
+        }
+    );
     let methods = v.get("methods").and_then(Value::as_array).cloned().unwrap_or_default();
     println!("  methods ({}):", methods.len());
     let width = methods.iter().filter_map(|m| m.get("name")?.as_str().map(str::len)).max().unwrap_or(0);

@@ -54,6 +54,15 @@ fn inspect_shows_the_declaration_with_hashes() {
     let expected = format!("{:016x}", hotmod_core::signature_hash("crc32", "bytes -> u32le"));
     assert_eq!(crc["signature_hash"], expected.as_str());
 
+    assert_eq!(v["elf"]["machine"], "x86_64");
+    assert_eq!(v["elf"]["class"], 64);
+    assert_eq!(v["stays_mapped"], false);
+    let nodelete = json(&hotmod(&["--json", "inspect", &plugin("libfacts_nodelete.so")]));
+    assert_eq!(nodelete["elf"]["nodelete"], true, "{nodelete}");
+    assert_eq!(nodelete["stays_mapped"], true, "{nodelete}");
+    let text = stdout(&hotmod(&["inspect", &plugin("libfacts_nodelete.so")]));
+    assert!(text.contains("but stays mapped") && text.contains("nodelete"), "{text}");
+
     let human = hotmod(&["inspect", &plugin("libdependent.so")]);
     assert!(human.status.success(), "{}", stderr(&human));
     let text = stdout(&human);
@@ -183,4 +192,14 @@ fn exit_codes_are_listed() {
     let rows = v.as_array().unwrap();
     assert_eq!(rows.len(), hotmod_core::Status::all().len());
     assert!(rows.iter().any(|r| r["code"] == 2003 && r["exit"] == 43));
+}
+
+#[test]
+fn inspect_survives_a_constructor_that_crashes() {
+    let file = plugins().join("faults/libctor_segv.so");
+    let out = hotmod(&["--json", "inspect", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(28), "preflight failed is 1018 -> 28: {}", stdout(&out));
+    let v = json(&out);
+    assert_eq!(v["error"]["code"], 1018);
+    assert!(v["error"]["message"].as_str().unwrap().contains("signal 11"), "{v}");
 }
