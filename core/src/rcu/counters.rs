@@ -174,27 +174,25 @@ pub(crate) fn sum(id: u32, totals: &Totals) -> [u64; 3] {
 /// Adds one to a cell written only by its own thread: a plain load and
 /// store, which a concurrent [`sum`] reads whole (it is an atomic word).
 #[inline(always)]
-fn bump(c: &AtomicU64) {
-    c.store(c.load(Relaxed).wrapping_add(1), Relaxed);
+fn bump(c: &AtomicU64) -> u64 {
+    let n = c.load(Relaxed);
+    c.store(n.wrapping_add(1), Relaxed);
+    n
 }
 
 /// Counts a call on thread record `r` (None: a thread being torn down);
-/// returns whether to sample its latency (one call in `every` per thread).
+/// returns whether to sample its latency: the first call of each method on
+/// each thread, then one in `every`, read off the thread's own call count of
+/// that method (so a method called a few times on a thread busy with others
+/// is still sampled, and no extra state is touched).
 #[inline(always)]
 pub(crate) fn count_call(r: Option<&Reader>, id: u32, totals: &Totals, every: u32) -> bool {
     let Some(r) = r else { return count_call_unregistered(totals) };
-    match r.cells.cells().get(id as usize) {
+    let before = match r.cells.cells().get(id as usize) {
         Some(c) => bump(&c.calls),
         None => grow_and(r, id, |c| bump(&c.calls)),
-    }
-    let n = r.countdown.load(Relaxed);
-    if n == 0 {
-        r.countdown.store(every - 1, Relaxed);
-        true
-    } else {
-        r.countdown.store(n - 1, Relaxed);
-        false
-    }
+    };
+    before % u64::from(every) == 0
 }
 
 #[cold]
@@ -205,10 +203,10 @@ fn count_call_unregistered(totals: &Totals) -> bool {
 
 #[cold]
 #[inline(never)]
-fn grow_and(r: &Reader, id: u32, f: impl FnOnce(&Cells)) {
+fn grow_and<R>(r: &Reader, id: u32, f: impl FnOnce(&Cells) -> R) -> R {
     let _t = super::threads();
     r.cells.grow(id as usize + 1);
-    f(&r.cells.cells()[id as usize]);
+    f(&r.cells.cells()[id as usize])
 }
 
 /// Counts a failed call on the calling thread.

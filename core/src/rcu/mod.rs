@@ -120,8 +120,6 @@ pub(crate) struct Reader {
     waiter: AtomicBool,
     /// Number of pins in use.
     pin_top: AtomicU32,
-    /// Calls left before the next latency sample.
-    countdown: AtomicU32,
     /// Values held across a suspended section (see [`suspend`]).
     pins: [AtomicPtr<()>; PINS],
     /// This thread's counter cells (see [`counters`]).
@@ -134,7 +132,6 @@ impl Reader {
             state: AtomicU64::new(0),
             waiter: AtomicBool::new(false),
             pin_top: AtomicU32::new(0),
-            countdown: AtomicU32::new(0),
             pins: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             cells: counters::Table::new(),
         }
