@@ -80,6 +80,13 @@ export declare class Module {
   get sha256(): string
   /** Whether the plugin declared its code safe to unmap on unload. */
   get safeToUnload(): boolean
+  /**
+   * Whether this version stays mapped after it is replaced or unloaded
+   * (not declared safe to unload, or its ELF facts forbid unmapping).
+   */
+  get staysMapped(): boolean
+  /** What the loader read from the file's ELF headers before mapping it. */
+  get elf(): ElfFacts
   /** Methods, in declaration order. */
   get methods(): Array<MethodInfo>
   /** Declared dependencies. */
@@ -135,6 +142,11 @@ export declare class Module {
 export declare class Runtime {
   /** A new runtime with no modules. */
   constructor(options?: RuntimeOptions)
+  /**
+   * How many replaced or unloaded versions this runtime keeps mapped
+   * because they could not be unmapped (at most `maxKeptMapped`).
+   */
+  get keptMapped(): number
   /**
    * Loads a plugin file and activates it; returns the module.
    *
@@ -335,6 +347,42 @@ export interface DependencyInfo {
  */
 export declare function describeStatus(code: number): string | null
 
+/** What the loader read from a plugin file's ELF headers before mapping it. */
+export interface ElfFacts {
+  /**
+   * The machine the file is built for (`"x86_64"`, `"aarch64"`, ...;
+   * `""` for a file that is not ELF).
+   */
+  machine: string
+  /** ELF class: 32 or 64 (0 if not ELF). */
+  class: number
+  /** `DF_1_NODELETE`: the dynamic loader never unmaps it. */
+  nodelete: boolean
+  /** A `PT_TLS` segment: the library has thread-local variables. */
+  tls: boolean
+  /**
+   * `DF_STATIC_TLS`: static-model thread-local storage, whose space
+   * cannot be given back once the library is loaded.
+   */
+  staticTls: boolean
+  /** Exported `STB_GNU_UNIQUE` symbols (the first few names). */
+  gnuUnique: Array<string>
+  /** A Go runtime is linked in (Go cannot be unloaded). */
+  goRuntime: boolean
+  /**
+   * Constructors run when the file is mapped (`DT_INIT` plus the
+   * `DT_INIT_ARRAY` entries).
+   */
+  constructors: number
+  /** Whether the entry symbol was checked in `.dynsym` before mapping. */
+  entryChecked: boolean
+  /**
+   * Why the library can never really be unmapped (empty if nothing in
+   * the file prevents it).
+   */
+  unmapBlockers: Array<string>
+}
+
 /** A lifecycle event, as passed to the handler of `setEventHandler`. */
 export interface LifecycleEvent {
   /** What happened. */
@@ -361,6 +409,14 @@ export interface LoadEntry {
   config?: ArrayBufferView | ArrayBuffer | string
   /** As for `load`. */
   allowWorldWritable?: boolean
+  /** As for `load`. */
+  maxFileSize?: number
+  /** As for `load`. */
+  preflight?: 'off' | 'if-available' | 'on'
+  /** As for `load`. */
+  preflightHelper?: string
+  /** As for `load`. */
+  preflightTimeoutMs?: number
 }
 
 /** Options for `runtime.load()`. */
@@ -377,6 +433,29 @@ export interface LoadOptions {
   config?: ArrayBufferView | ArrayBuffer | string
   /** Accept a file (or directory) that anyone may write to. */
   allowWorldWritable?: boolean
+  /**
+   * The largest plugin file accepted, in bytes (default 1 GiB); a
+   * larger file is refused with `Status.FileTooLarge` before it is read.
+   */
+  maxFileSize?: number
+  /**
+   * Map the file in a child process first, so that a constructor that
+   * crashes or hangs is refused with `Status.PreflightFailed` instead of
+   * taking the process down: `"off"` (the default of `load`),
+   * `"if-available"` (when a helper is found; the default of `watch`) or
+   * `"on"` (refuse the load if it cannot be done).
+   */
+  preflight?: 'off' | 'if-available' | 'on'
+  /**
+   * The preflight helper executable (`hotmod-worker`); default
+   * `$HOTMOD_WORKER`, else one installed beside the library.
+   */
+  preflightHelper?: string
+  /**
+   * How long the preflight child may take before it is killed and the
+   * file refused (milliseconds, 0 to 2147483647, default 5000).
+   */
+  preflightTimeoutMs?: number
 }
 
 /**
@@ -465,6 +544,13 @@ export interface ModuleInfo {
   sha256: string
   /** Whether the plugin declared its code safe to unmap on unload. */
   safeToUnload: boolean
+  /** What the loader read from the file's ELF headers before mapping it. */
+  elf: ElfFacts
+  /**
+   * Whether this version stays mapped after it is replaced or unloaded:
+   * not declared safe to unload, or `elf.unmapBlockers` is not empty.
+   */
+  staysMapped: boolean
   /** Plugin ABI minor version it was built against. */
   abiMinor: number
   /** Methods, in declaration order. */
@@ -483,6 +569,19 @@ export interface RuntimeOptions {
    * its last call (or output `Buffer`) is done with it.
    */
   drainTimeoutMs?: number
+  /**
+   * The most output, in bytes, a plugin may ask the host to allocate
+   * (default 64 MiB); a larger request fails with
+   * `Status.OutputTooLarge`. Memory a plugin hands over itself (the
+   * zero-copy path) is not bounded by it.
+   */
+  maxOutputSize?: number
+  /**
+   * How many replaced or unloaded versions that cannot be unmapped this
+   * runtime may keep mapped (default 1024); then loading another such
+   * file fails with `Status.KeptMappedLimit`.
+   */
+  maxKeptMapped?: number
 }
 
 /**
@@ -607,6 +706,14 @@ export interface UpgradeOptions {
   config?: ArrayBufferView | ArrayBuffer | string
   /** As for `load`. */
   allowWorldWritable?: boolean
+  /** As for `load`. */
+  maxFileSize?: number
+  /** As for `load`. */
+  preflight?: 'off' | 'if-available' | 'on'
+  /** As for `load`. */
+  preflightHelper?: string
+  /** As for `load`. */
+  preflightTimeoutMs?: number
 }
 
 /** The version of this binding (and of the hotmod core it embeds). */
@@ -631,6 +738,17 @@ export interface WatchOptions {
   config?: ArrayBufferView | ArrayBuffer | string
   /** Accept files (or the directory) that anyone may write to. */
   allowWorldWritable?: boolean
+  /** As for `load`. */
+  maxFileSize?: number
+  /**
+   * As for `load`, but the default here is `"if-available"`: files
+   * dropped into a directory are often someone else's.
+   */
+  preflight?: 'off' | 'if-available' | 'on'
+  /** As for `load`. */
+  preflightHelper?: string
+  /** As for `load`. */
+  preflightTimeoutMs?: number
 }
 
 /**

@@ -35,6 +35,51 @@ pub struct DependencyInfo {
     pub optional: bool,
 }
 
+/// What the loader read from a plugin file's ELF headers before mapping it.
+#[napi(object, object_from_js = false)]
+pub struct ElfFacts {
+    /// The machine the file is built for (`"x86_64"`, `"aarch64"`, ...;
+    /// `""` for a file that is not ELF).
+    pub machine: String,
+    /// ELF class: 32 or 64 (0 if not ELF).
+    #[napi(js_name = "class")]
+    pub class: u32,
+    /// `DF_1_NODELETE`: the dynamic loader never unmaps it.
+    pub nodelete: bool,
+    /// A `PT_TLS` segment: the library has thread-local variables.
+    pub tls: bool,
+    /// `DF_STATIC_TLS`: static-model thread-local storage, whose space
+    /// cannot be given back once the library is loaded.
+    pub static_tls: bool,
+    /// Exported `STB_GNU_UNIQUE` symbols (the first few names).
+    pub gnu_unique: Vec<String>,
+    /// A Go runtime is linked in (Go cannot be unloaded).
+    pub go_runtime: bool,
+    /// Constructors run when the file is mapped (`DT_INIT` plus the
+    /// `DT_INIT_ARRAY` entries).
+    pub constructors: u32,
+    /// Whether the entry symbol was checked in `.dynsym` before mapping.
+    pub entry_checked: bool,
+    /// Why the library can never really be unmapped (empty if nothing in
+    /// the file prevents it).
+    pub unmap_blockers: Vec<String>,
+}
+
+fn elf_of(e: &core::ElfFacts) -> ElfFacts {
+    ElfFacts {
+        machine: e.machine.clone(),
+        class: u32::from(e.class),
+        nodelete: e.nodelete,
+        tls: e.tls,
+        static_tls: e.static_tls,
+        gnu_unique: e.gnu_unique.clone(),
+        go_runtime: e.go_runtime,
+        constructors: u32::try_from(e.constructors).unwrap_or(u32::MAX),
+        entry_checked: e.entry_checked,
+        unmap_blockers: e.unmap_blockers(),
+    }
+}
+
 /// Everything a module version declares, as a plain object.
 #[napi(object, object_from_js = false)]
 pub struct ModuleInfo {
@@ -50,6 +95,11 @@ pub struct ModuleInfo {
     pub sha256: String,
     /// Whether the plugin declared its code safe to unmap on unload.
     pub safe_to_unload: bool,
+    /// What the loader read from the file's ELF headers before mapping it.
+    pub elf: ElfFacts,
+    /// Whether this version stays mapped after it is replaced or unloaded:
+    /// not declared safe to unload, or `elf.unmapBlockers` is not empty.
+    pub stays_mapped: bool,
     /// Plugin ABI minor version it was built against.
     pub abi_minor: u32,
     /// Methods, in declaration order.
@@ -129,6 +179,19 @@ impl Module {
     #[napi(getter)]
     pub fn safe_to_unload(&self) -> bool {
         self.inner.info().safe_to_unload
+    }
+
+    /// Whether this version stays mapped after it is replaced or unloaded
+    /// (not declared safe to unload, or its ELF facts forbid unmapping).
+    #[napi(getter)]
+    pub fn stays_mapped(&self) -> bool {
+        self.inner.info().stays_mapped
+    }
+
+    /// What the loader read from the file's ELF headers before mapping it.
+    #[napi(getter)]
+    pub fn elf(&self) -> ElfFacts {
+        elf_of(&self.inner.info().elf)
     }
 
     /// Methods, in declaration order.
@@ -224,6 +287,8 @@ pub(crate) fn module_info(info: &core::ModuleInfo) -> ModuleInfo {
         path: info.path.display().to_string(),
         sha256: info.sha256.clone(),
         safe_to_unload: info.safe_to_unload,
+        elf: elf_of(&info.elf),
+        stays_mapped: info.stays_mapped,
         abi_minor: u32::from(info.abi_minor),
         methods: methods_of(info),
         dependencies: dependencies_of(info),

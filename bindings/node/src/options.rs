@@ -12,6 +12,9 @@ use crate::errors;
 /// (24.8 days), the longest delay `setTimeout` accepts too.
 pub(crate) const MAX_MS: f64 = 2_147_483_647.0;
 
+/// `Number.MAX_SAFE_INTEGER`: 2^53 - 1.
+pub(crate) const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+
 /// `v` as a number in `min..=max`, or None if it is not a number, is NaN,
 /// or lies outside the range (infinities included).
 ///
@@ -118,6 +121,11 @@ impl Options {
         Ok(Options { env, obj: Some(v), ctx })
     }
 
+    /// The operation the options are for, as error messages name it.
+    pub(crate) fn context(&self) -> &'static str {
+        self.ctx
+    }
+
     /// The option's value, or None when it is absent or `undefined`.
     fn get(&self, key: &str) -> napi::Result<Option<sys::napi_value>> {
         let Some(obj) = self.obj else { return Ok(None) };
@@ -189,6 +197,36 @@ impl Options {
                         &format!(
                             "{}: expected option '{key}' to be a number of milliseconds from 0 to {MAX_MS}, found {found}",
                             self.ctx
+                        ),
+                    )
+                })
+            }
+        }
+    }
+
+    /// A whole number from 0 to `max` (at most 2^53 - 1, the largest
+    /// integer a JavaScript number holds exactly); anything else (not a
+    /// number, a fraction, NaN, negative, infinite or over the maximum) is a
+    /// `TypeError` (code 3002) naming the option, the range and the value
+    /// found.
+    pub(crate) fn whole(&self, key: &str, unit: &str, max: f64) -> napi::Result<Option<u64>> {
+        let Some(v) = self.get(key)? else { return Ok(None) };
+        let max = max.min(MAX_SAFE_INTEGER);
+        // SAFETY: on the JavaScript thread (constructor contract).
+        match unsafe { number_in(self.env, v, 0.0, max) }.filter(|n| n.fract() == 0.0) {
+            // In 0..=2^53-1 and whole: exact as u64.
+            Some(n) => Ok(Some(n as u64)),
+            None => {
+                // SAFETY: as above.
+                let found = unsafe { describe_number(self.env, v) };
+                // SAFETY: as above.
+                Err(unsafe {
+                    errors::throw_invalid(
+                        self.env,
+                        &format!(
+                            "{}: expected option '{key}' to be a whole number of {unit} from 0 to {}, found {found}",
+                            self.ctx,
+                            js_number(max)
                         ),
                     )
                 })

@@ -25,6 +25,15 @@ pub struct RuntimeOptions {
     /// `Status.InvalidArgument`). Calls are never cut short: a version still in use after this is destroyed when
     /// its last call (or output `Buffer`) is done with it.
     pub drain_timeout_ms: Option<f64>,
+    /// The most output, in bytes, a plugin may ask the host to allocate
+    /// (default 64 MiB); a larger request fails with
+    /// `Status.OutputTooLarge`. Memory a plugin hands over itself (the
+    /// zero-copy path) is not bounded by it.
+    pub max_output_size: Option<f64>,
+    /// How many replaced or unloaded versions that cannot be unmapped this
+    /// runtime may keep mapped (default 1024); then loading another such
+    /// file fails with `Status.KeptMappedLimit`.
+    pub max_kept_mapped: Option<f64>,
 }
 
 /// Options for `runtime.load()`.
@@ -39,6 +48,22 @@ pub struct LoadOptions {
     pub config: Option<String>,
     /// Accept a file (or directory) that anyone may write to.
     pub allow_world_writable: Option<bool>,
+    /// The largest plugin file accepted, in bytes (default 1 GiB); a
+    /// larger file is refused with `Status.FileTooLarge` before it is read.
+    pub max_file_size: Option<f64>,
+    /// Map the file in a child process first, so that a constructor that
+    /// crashes or hangs is refused with `Status.PreflightFailed` instead of
+    /// taking the process down: `"off"` (the default of `load`),
+    /// `"if-available"` (when a helper is found; the default of `watch`) or
+    /// `"on"` (refuse the load if it cannot be done).
+    #[napi(ts_type = "'off' | 'if-available' | 'on'")]
+    pub preflight: Option<String>,
+    /// The preflight helper executable (`hotmod-worker`); default
+    /// `$HOTMOD_WORKER`, else one installed beside the library.
+    pub preflight_helper: Option<String>,
+    /// How long the preflight child may take before it is killed and the
+    /// file refused (milliseconds, 0 to 2147483647, default 5000).
+    pub preflight_timeout_ms: Option<f64>,
 }
 
 /// One file for `runtime.loadAll()`: its path and the options of `load`.
@@ -53,6 +78,15 @@ pub struct LoadEntry {
     pub config: Option<String>,
     /// As for `load`.
     pub allow_world_writable: Option<bool>,
+    /// As for `load`.
+    pub max_file_size: Option<f64>,
+    /// As for `load`.
+    #[napi(ts_type = "'off' | 'if-available' | 'on'")]
+    pub preflight: Option<String>,
+    /// As for `load`.
+    pub preflight_helper: Option<String>,
+    /// As for `load`.
+    pub preflight_timeout_ms: Option<f64>,
 }
 
 /// Options for `runtime.upgrade()`: those of `load`, and `force`.
@@ -69,6 +103,15 @@ pub struct UpgradeOptions {
     pub config: Option<String>,
     /// As for `load`.
     pub allow_world_writable: Option<bool>,
+    /// As for `load`.
+    pub max_file_size: Option<f64>,
+    /// As for `load`.
+    #[napi(ts_type = "'off' | 'if-available' | 'on'")]
+    pub preflight: Option<String>,
+    /// As for `load`.
+    pub preflight_helper: Option<String>,
+    /// As for `load`.
+    pub preflight_timeout_ms: Option<f64>,
 }
 
 /// Options for `runtime.unload()`.
@@ -192,12 +235,21 @@ unsafe fn refuse_reentry(env: sys::napi_env, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The core's load options from `sha256`, `config` and `allowWorldWritable`.
+/// The options every way of loading a file takes.
+const LOAD_KEYS: [&str; 7] =
+    ["sha256", "config", "allowWorldWritable", "maxFileSize", "preflight", "preflightHelper", "preflightTimeoutMs"];
+
+/// [`LOAD_KEYS`] and `extra`.
+fn load_keys(extra: &[&'static str]) -> Vec<&'static str> {
+    extra.iter().copied().chain(LOAD_KEYS).collect()
+}
+
+/// The core's load options: `base` with the [`LOAD_KEYS`] given applied.
 ///
 /// # Safety
 /// Must run on the JavaScript thread of `env` (the one `opts` was read on).
-unsafe fn load_options(opts: &Options, env: sys::napi_env) -> Result<core::LoadOptions> {
-    let mut load = core::LoadOptions::default();
+unsafe fn load_options(opts: &Options, env: sys::napi_env, base: core::LoadOptions) -> Result<core::LoadOptions> {
+    let mut load = base;
     if let Some(hex) = opts.string("sha256")? {
         if let Err(e) = load.expect_sha256_hex(&hex) {
             // SAFETY: on the JavaScript thread (callers).
@@ -208,6 +260,34 @@ unsafe fn load_options(opts: &Options, env: sys::napi_env) -> Result<core::LoadO
         load.config = config;
     }
     load.allow_world_writable = opts.bool("allowWorldWritable")?.unwrap_or(false);
+    if let Some(n) = opts.whole("maxFileSize", "bytes", u64::MAX as f64)? {
+        load.max_file_size = n;
+    }
+    if let Some(p) = opts.string("preflight")? {
+        load.preflight = match p.as_str() {
+            "off" => core::Preflight::Off,
+            "if-available" => core::Preflight::IfAvailable,
+            "on" => core::Preflight::On,
+            other => {
+                // SAFETY: on the JavaScript thread (callers).
+                return Err(unsafe {
+                    errors::throw_invalid(
+                        env,
+                        &format!(
+                            "{}: expected option 'preflight' to be 'off', 'if-available' or 'on', found {other:?}",
+                            opts.context()
+                        ),
+                    )
+                });
+            }
+        };
+    }
+    if let Some(helper) = opts.string("preflightHelper")? {
+        load.preflight_helper = Some(helper.into());
+    }
+    if let Some(t) = opts.millis("preflightTimeoutMs")? {
+        load.preflight_timeout = t;
+    }
     Ok(load)
 }
 
@@ -219,16 +299,31 @@ impl Runtime {
         let env = env.raw();
         host::set_js_thread(env);
         // SAFETY: napi-rs calls this on the JavaScript thread of `env`.
-        let opts = unsafe { Options::new(env, options.raw(), "new Runtime", &["drainTimeoutMs"])? };
+        let opts = unsafe {
+            Options::new(env, options.raw(), "new Runtime", &["drainTimeoutMs", "maxOutputSize", "maxKeptMapped"])?
+        };
         let mut ro = core::RuntimeOptions::default();
         if let Some(d) = opts.millis("drainTimeoutMs")? {
             ro.drain_timeout = d;
+        }
+        if let Some(n) = opts.whole("maxOutputSize", "bytes", usize::MAX as f64)? {
+            ro.max_output_size = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = opts.whole("maxKeptMapped", "versions", usize::MAX as f64)? {
+            ro.max_kept_mapped = usize::try_from(n).unwrap_or(usize::MAX);
         }
         Ok(Runtime {
             core: Arc::new(core::Runtime::with_options(ro)),
             host_names: Mutex::new(BTreeSet::new()),
             watches: Mutex::new(Vec::new()),
         })
+    }
+
+    /// How many replaced or unloaded versions this runtime keeps mapped
+    /// because they could not be unmapped (at most `maxKeptMapped`).
+    #[napi(getter)]
+    pub fn kept_mapped(&self) -> u32 {
+        u32::try_from(self.core.kept_mapped()).unwrap_or(u32::MAX)
     }
 
     /// Loads a plugin file and activates it; returns the module.
@@ -245,8 +340,8 @@ impl Runtime {
         unsafe {
             refuse_reentry(env, "load")?;
             let path = input::string_arg(env, path.raw(), "Runtime.load", "the plugin path")?;
-            let opts = Options::new(env, options.raw(), "Runtime.load", &["sha256", "config", "allowWorldWritable"])?;
-            let load = load_options(&opts, env)?;
+            let opts = Options::new(env, options.raw(), "Runtime.load", &load_keys(&[]))?;
+            let load = load_options(&opts, env, core::LoadOptions::default())?;
             match host::pump_while(env, || self.core.load(&path, &load)) {
                 Ok(inner) => Ok(Module { inner }),
                 Err(e) => Err(errors::throw_core(env, &e)),
@@ -288,11 +383,11 @@ impl Runtime {
                     list.push((std::path::PathBuf::from(path), core::LoadOptions::default()));
                     continue;
                 }
-                let opts = Options::new(env, item, CTX, &["path", "sha256", "config", "allowWorldWritable"])?;
+                let opts = Options::new(env, item, CTX, &load_keys(&["path"]))?;
                 let Some(path) = opts.string("path")? else {
                     return Err(errors::throw_invalid(env, &format!("{CTX}: entry {i} has no 'path'")));
                 };
-                list.push((std::path::PathBuf::from(path), load_options(&opts, env)?));
+                list.push((std::path::PathBuf::from(path), load_options(&opts, env, core::LoadOptions::default())?));
             }
             match host::pump_while(env, || self.core.load_all(&list)) {
                 Ok(modules) => Ok(modules.into_iter().map(|inner| Module { inner }).collect()),
@@ -318,14 +413,11 @@ impl Runtime {
             refuse_reentry(env, "upgrade")?;
             let name = input::string_arg(env, name.raw(), "Runtime.upgrade", "the module name")?;
             let path = input::string_arg(env, path.raw(), "Runtime.upgrade", "the plugin path")?;
-            let opts = Options::new(
-                env,
-                options.raw(),
-                "Runtime.upgrade",
-                &["force", "sha256", "config", "allowWorldWritable"],
-            )?;
-            let upgrade =
-                core::UpgradeOptions { load: load_options(&opts, env)?, force: opts.bool("force")?.unwrap_or(false) };
+            let opts = Options::new(env, options.raw(), "Runtime.upgrade", &load_keys(&["force"]))?;
+            let upgrade = core::UpgradeOptions {
+                load: load_options(&opts, env, core::LoadOptions::default())?,
+                force: opts.bool("force")?.unwrap_or(false),
+            };
             match host::pump_while(env, || self.core.upgrade(&name, &path, &upgrade)) {
                 Ok(inner) => Ok(Module { inner }),
                 Err(e) => Err(errors::throw_core(env, &e)),
@@ -387,18 +479,17 @@ impl Runtime {
         unsafe {
             refuse_reentry(env, "watch")?;
             let dir = input::string_arg(env, dir.raw(), CTX, "the directory")?;
-            let opts = Options::new(
-                env,
-                options.raw(),
-                CTX,
-                &["debounceMs", "unloadOnRemove", "config", "allowWorldWritable"],
-            )?;
+            let keys: Vec<&str> = ["debounceMs", "unloadOnRemove"]
+                .into_iter()
+                .chain(LOAD_KEYS.into_iter().filter(|k| *k != "sha256"))
+                .collect();
+            let opts = Options::new(env, options.raw(), CTX, &keys)?;
             let mut wo = core::WatchOptions::default();
             if let Some(d) = opts.millis("debounceMs")? {
                 wo.debounce = d;
             }
             wo.unload_on_remove = opts.bool("unloadOnRemove")?.unwrap_or(false);
-            wo.load = load_options(&opts, env)?;
+            wo.load = load_options(&opts, env, wo.load)?;
             match host::pump_while(env, || core::watch_dir(&self.core, &dir, wo)) {
                 Ok(w) => {
                     let dir = w.dir().display().to_string();

@@ -33,6 +33,16 @@ pub struct WatchOptions {
     pub config: Option<String>,
     /// Accept files (or the directory) that anyone may write to.
     pub allow_world_writable: Option<bool>,
+    /// As for `load`.
+    pub max_file_size: Option<f64>,
+    /// As for `load`, but the default here is `"if-available"`: files
+    /// dropped into a directory are often someone else's.
+    #[napi(ts_type = "'off' | 'if-available' | 'on'")]
+    pub preflight: Option<String>,
+    /// As for `load`.
+    pub preflight_helper: Option<String>,
+    /// As for `load`.
+    pub preflight_timeout_ms: Option<f64>,
 }
 
 /// A running core watch, shared by the runtime (which keeps it running)

@@ -57,6 +57,72 @@ impl DependencyInfo {
     }
 }
 
+/// What the loader read from a plugin file's ELF headers before mapping it.
+#[pyclass(module = "hotmod", name = "ElfFacts", frozen, get_all, eq)]
+#[derive(Clone, PartialEq, Eq)]
+pub struct ElfFacts {
+    /// The machine the file is built for ("x86_64", "aarch64", ...); ""
+    /// for a file that is not ELF (macOS and Windows builds).
+    pub machine: String,
+    /// ELF class: 32 or 64 (0 if not ELF). Named `class` in the core;
+    /// `class` is a keyword in Python.
+    pub elf_class: u8,
+    /// DF_1_NODELETE: the dynamic loader never unmaps it.
+    pub nodelete: bool,
+    /// A PT_TLS segment: the library has thread-local variables.
+    pub tls: bool,
+    /// DF_STATIC_TLS: its thread-local storage uses the static model, whose
+    /// space cannot be given back once the library is loaded.
+    pub static_tls: bool,
+    /// Exported STB_GNU_UNIQUE symbols (the first few names): the dynamic
+    /// loader keeps such a library loaded for the process.
+    pub gnu_unique: Vec<String>,
+    /// A Go runtime is linked in: Go cannot be unloaded.
+    pub go_runtime: bool,
+    /// Constructors run when the file is mapped (DT_INIT plus the
+    /// DT_INIT_ARRAY entries).
+    pub constructors: usize,
+    /// Whether the entry symbol was found and checked in .dynsym before
+    /// mapping (false for a library without section headers, or not ELF).
+    pub entry_checked: bool,
+    /// Why the library can never really be unmapped (empty if nothing in
+    /// the file prevents it).
+    pub unmap_blockers: Vec<String>,
+}
+
+impl From<&hotmod_core::ElfFacts> for ElfFacts {
+    fn from(e: &hotmod_core::ElfFacts) -> Self {
+        ElfFacts {
+            machine: e.machine.clone(),
+            elf_class: e.class,
+            nodelete: e.nodelete,
+            tls: e.tls,
+            static_tls: e.static_tls,
+            gnu_unique: e.gnu_unique.clone(),
+            go_runtime: e.go_runtime,
+            constructors: e.constructors,
+            entry_checked: e.entry_checked,
+            unmap_blockers: e.unmap_blockers(),
+        }
+    }
+}
+
+#[pymethods]
+impl ElfFacts {
+    fn __repr__(&self) -> String {
+        format!(
+            "<hotmod.ElfFacts {} class={} nodelete={} static_tls={} gnu_unique={:?} go_runtime={} constructors={}>",
+            self.machine,
+            self.elf_class,
+            self.nodelete,
+            self.static_tls,
+            self.gnu_unique,
+            self.go_runtime,
+            self.constructors
+        )
+    }
+}
+
 /// Statistics of one method, summed over every version of its module.
 #[pyclass(module = "hotmod", name = "MethodStats", frozen, get_all)]
 pub struct MethodStats {

@@ -88,6 +88,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<output::Output>()?;
     m.add_class::<info::MethodInfo>()?;
     m.add_class::<info::DependencyInfo>()?;
+    m.add_class::<info::ElfFacts>()?;
     m.add_class::<info::MethodStats>()?;
     m.add_class::<info::Event>()?;
     m.add_class::<watch::Watcher>()?;

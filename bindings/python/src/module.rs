@@ -19,7 +19,7 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 use crate::buffer;
 use crate::errors::{self, guarded};
 use crate::gil::{self, Policy, Run};
-use crate::info::{DependencyInfo, MethodInfo};
+use crate::info::{DependencyInfo, ElfFacts, MethodInfo};
 use crate::output::Output;
 
 /// Runs `call` over `data` read in place, under the GIL policy `gil` and a
@@ -138,6 +138,22 @@ impl Module {
     #[getter]
     fn safe_to_unload(&self) -> bool {
         self.inner.info().safe_to_unload
+    }
+
+    /// What the loader read from the file's ELF headers before mapping it
+    /// (machine, class, NODELETE, TLS, unique symbols, Go runtime,
+    /// constructors).
+    #[getter]
+    fn elf(&self) -> ElfFacts {
+        ElfFacts::from(&self.inner.info().elf)
+    }
+
+    /// Whether this version stays mapped after it is replaced or unloaded:
+    /// it did not declare itself safe to unload, or its ELF facts say it
+    /// cannot really be unmapped (`elf.unmap_blockers`).
+    #[getter]
+    fn stays_mapped(&self) -> bool {
+        self.inner.info().stays_mapped
     }
 
     /// Plugin ABI minor version it was built against.

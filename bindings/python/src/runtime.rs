@@ -87,25 +87,71 @@ fn write_host_result(name: &str, result: &Bound<'_, PyAny>, out: &mut hm::Output
     })
 }
 
-/// Builds the load options shared by `load`, `load_all` and `upgrade`.
-fn load_options(
-    py: Python<'_>,
-    config: Option<&Bound<'_, PyAny>>,
-    sha256: Option<&str>,
+/// The keyword arguments every way of loading a file takes (`load`,
+/// `load_all`, `upgrade`, `watch`), as Python gave them.
+struct LoadArgs<'a, 'py> {
+    config: Option<&'a Bound<'py, PyAny>>,
+    sha256: Option<&'a str>,
     allow_world_writable: bool,
-) -> PyResult<LoadOptions> {
-    let mut opts = LoadOptions { allow_world_writable, ..LoadOptions::default() };
-    if let Some(c) = config {
-        opts.config = if let Ok(s) = c.cast::<PyString>() {
-            s.to_str()?.as_bytes().to_vec()
-        } else {
-            buffer::to_vec(c, "config")?
-        };
+    max_file_size: Option<i128>,
+    preflight: Option<&'a str>,
+    preflight_helper: Option<PathBuf>,
+    preflight_timeout: Option<f64>,
+}
+
+impl LoadArgs<'_, '_> {
+    /// The load options: `base` with what was given applied. `what` names
+    /// the operation in error messages.
+    fn options(self, py: Python<'_>, what: &str, base: LoadOptions) -> PyResult<LoadOptions> {
+        let mut opts = LoadOptions { allow_world_writable: self.allow_world_writable, ..base };
+        if let Some(c) = self.config {
+            opts.config = if let Ok(s) = c.cast::<PyString>() {
+                s.to_str()?.as_bytes().to_vec()
+            } else {
+                buffer::to_vec(c, "config")?
+            };
+        }
+        if let Some(hex) = self.sha256 {
+            opts.expect_sha256_hex(hex).map_err(|e| errors::to_py(py, e))?;
+        }
+        if let Some(n) = self.max_file_size {
+            opts.max_file_size = count(py, &format!("{what}(max_file_size=...)"), n, "bytes")?;
+        }
+        if let Some(p) = self.preflight {
+            opts.preflight = preflight(py, &format!("{what}(preflight=...)"), p)?;
+        }
+        if let Some(helper) = self.preflight_helper {
+            opts.preflight_helper = Some(helper);
+        }
+        if let Some(t) = self.preflight_timeout {
+            opts.preflight_timeout = seconds(py, &format!("{what}(preflight_timeout=...)"), t)?;
+        }
+        Ok(opts)
     }
-    if let Some(hex) = sha256 {
-        opts.expect_sha256_hex(hex).map_err(|e| errors::to_py(py, e))?;
+}
+
+/// A preflight mode: "off", "if-available" or "on".
+fn preflight(py: Python<'_>, what: &str, value: &str) -> PyResult<hm::Preflight> {
+    match value {
+        "off" => Ok(hm::Preflight::Off),
+        "if-available" => Ok(hm::Preflight::IfAvailable),
+        "on" => Ok(hm::Preflight::On),
+        other => Err(errors::invalid_argument(
+            py,
+            format!("{what}: expected \"off\", \"if-available\" or \"on\", found {other:?}"),
+        )),
     }
-    Ok(opts)
+}
+
+/// A size or count argument that must fit the target type and be >= 0, or
+/// `InvalidArgumentError` naming it.
+fn count<T: TryFrom<i128>>(py: Python<'_>, what: &str, value: i128, unit: &str) -> PyResult<T> {
+    T::try_from(value).map_err(|_| {
+        errors::invalid_argument(
+            py,
+            format!("{what}: expected a whole number of {unit} from 0 to the platform's limit, found {value}"),
+        )
+    })
 }
 
 /// A duration argument in seconds, or `InvalidArgumentError` naming it.
@@ -147,6 +193,7 @@ impl Runtime {
         dir: PathBuf,
         debounce: f64,
         unload_on_remove: bool,
+        load: LoadOptions,
     ) -> PyResult<Watcher> {
         let interval = seconds(py, "Runtime.watch(debounce=...)", debounce)?;
         let slot = WatchSlot::new();
@@ -163,7 +210,7 @@ impl Runtime {
             watch::stop_all(py, [&slot]);
             lock(&self.watches).retain(|s| !Arc::ptr_eq(s, &slot));
         };
-        let opts = WatchOptions { debounce: interval, unload_on_remove, load: LoadOptions::default() };
+        let opts = WatchOptions { debounce: interval, unload_on_remove, load };
         let w = match errors::detached(py, "Runtime.watch", || hm::watch_dir(rt, &dir, opts)) {
             Ok(w) => w,
             Err(e) => {
@@ -196,10 +243,34 @@ impl Runtime {
     /// mean latency exceeds `gil_threshold` seconds, default 5e-6). A
     /// handle's own policy can be set with `method(..., gil=...)` or
     /// `Method.gil`. By-name calls hold the GIL only under "hold".
+    ///
+    /// `max_output_size` (bytes, default 64 MiB) caps the output a plugin
+    /// may ask the host to allocate (`OutputTooLargeError` beyond it);
+    /// `max_kept_mapped` (default 1024) is how many versions that cannot be
+    /// unmapped the runtime may keep before refusing another such file
+    /// (`KeptMappedLimitError`).
     #[new]
-    #[pyo3(signature = (*, drain_timeout = 0.2, gil = "auto", gil_threshold = None))]
-    fn new(py: Python<'_>, drain_timeout: f64, gil: &str, gil_threshold: Option<f64>) -> PyResult<Self> {
+    #[pyo3(signature = (
+        *, drain_timeout = 0.2, gil = "auto", gil_threshold = None, max_output_size = None, max_kept_mapped = None
+    ))]
+    fn new(
+        py: Python<'_>,
+        drain_timeout: f64,
+        gil: &str,
+        gil_threshold: Option<f64>,
+        max_output_size: Option<i128>,
+        max_kept_mapped: Option<i128>,
+    ) -> PyResult<Self> {
         let drain_timeout = seconds(py, "Runtime(drain_timeout=...)", drain_timeout)?;
+        let defaults = hm::RuntimeOptions::default();
+        let max_output_size = match max_output_size {
+            None => defaults.max_output_size,
+            Some(n) => count(py, "Runtime(max_output_size=...)", n, "bytes")?,
+        };
+        let max_kept_mapped = match max_kept_mapped {
+            None => defaults.max_kept_mapped,
+            Some(n) => count(py, "Runtime(max_kept_mapped=...)", n, "versions")?,
+        };
         let policy = Policy::parse(py, "Runtime(gil=...)", gil)?;
         let threshold_ns = match gil_threshold {
             None => gil::DEFAULT_THRESHOLD_NS,
@@ -208,7 +279,7 @@ impl Runtime {
                 u64::try_from(t.as_nanos()).unwrap_or(u64::MAX)
             }
         };
-        let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout, ..Default::default() });
+        let rt = hm::Runtime::with_options(hm::RuntimeOptions { drain_timeout, max_output_size, max_kept_mapped });
         Ok(Runtime {
             rt: ArcSwapOption::from_pointee(rt),
             callbacks: Arc::default(),
@@ -235,8 +306,18 @@ impl Runtime {
     /// `config` (bytes-like or str) is handed to the plugin's init hook;
     /// `sha256` (64 hex digits) refuses the file unless its bytes match,
     /// checked before any plugin code runs; `allow_world_writable` accepts
-    /// files or directories anyone may write to.
-    #[pyo3(signature = (path, *, config = None, sha256 = None, allow_world_writable = false))]
+    /// files or directories anyone may write to. `max_file_size` (bytes)
+    /// refuses a larger file (`FileTooLargeError`) before it is read;
+    /// `preflight` ("off", the default, "if-available" or "on") maps the file
+    /// in a child process first, run from `preflight_helper` (default: the
+    /// `HOTMOD_WORKER` variable, or `hotmod-worker` installed beside the
+    /// library) and killed after `preflight_timeout` seconds (default 5): a
+    /// file whose constructors crash or hang is refused with
+    /// `PreflightFailedError` instead of taking the host down.
+    #[pyo3(signature = (
+        path, *, config = None, sha256 = None, allow_world_writable = false, max_file_size = None, preflight = None, preflight_helper = None, preflight_timeout = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn load(
         &self,
         py: Python<'_>,
@@ -244,16 +325,32 @@ impl Runtime {
         config: Option<&Bound<'_, PyAny>>,
         sha256: Option<&str>,
         allow_world_writable: bool,
+        max_file_size: Option<i128>,
+        preflight: Option<&str>,
+        preflight_helper: Option<PathBuf>,
+        preflight_timeout: Option<f64>,
     ) -> PyResult<Module> {
         let rt = self.open(py, "load")?;
-        let opts = load_options(py, config, sha256, allow_world_writable)?;
+        let args = LoadArgs {
+            config,
+            sha256,
+            allow_world_writable,
+            max_file_size,
+            preflight,
+            preflight_helper,
+            preflight_timeout,
+        };
+        let opts = args.options(py, "Runtime.load", LoadOptions::default())?;
         errors::detached(py, "Runtime.load", || rt.load(&path, &opts)).map(|m| Module::new(m, self.gil))
     }
 
     /// Loads several plugin files in dependency order; nothing is loaded
     /// unless every file validates (a dependency cycle among them raises
     /// `DependencyCycleError`). The options apply to every file.
-    #[pyo3(signature = (paths, *, config = None, sha256 = None, allow_world_writable = false))]
+    #[pyo3(signature = (
+        paths, *, config = None, sha256 = None, allow_world_writable = false, max_file_size = None, preflight = None, preflight_helper = None, preflight_timeout = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn load_all(
         &self,
         py: Python<'_>,
@@ -261,9 +358,22 @@ impl Runtime {
         config: Option<&Bound<'_, PyAny>>,
         sha256: Option<&str>,
         allow_world_writable: bool,
+        max_file_size: Option<i128>,
+        preflight: Option<&str>,
+        preflight_helper: Option<PathBuf>,
+        preflight_timeout: Option<f64>,
     ) -> PyResult<Vec<Module>> {
         let rt = self.open(py, "load_all")?;
-        let opts = load_options(py, config, sha256, allow_world_writable)?;
+        let args = LoadArgs {
+            config,
+            sha256,
+            allow_world_writable,
+            max_file_size,
+            preflight,
+            preflight_helper,
+            preflight_timeout,
+        };
+        let opts = args.options(py, "Runtime.load_all", LoadOptions::default())?;
         let files: Vec<(PathBuf, LoadOptions)> = paths.into_iter().map(|p| (p, opts.clone())).collect();
         let loaded = errors::detached(py, "Runtime.load_all", || rt.load_all(&files))?;
         Ok(loaded.into_iter().map(|m| Module::new(m, self.gil)).collect())
@@ -277,7 +387,9 @@ impl Runtime {
     /// or removes or changes methods that callers hold handles to — unless
     /// `force`, after which such handles raise `SignatureChangedError` or
     /// `StaleHandleError`. Other options as for `load`.
-    #[pyo3(signature = (name, path, *, force = false, config = None, sha256 = None, allow_world_writable = false))]
+    #[pyo3(signature = (
+        name, path, *, force = false, config = None, sha256 = None, allow_world_writable = false, max_file_size = None, preflight = None, preflight_helper = None, preflight_timeout = None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn upgrade(
         &self,
@@ -288,9 +400,22 @@ impl Runtime {
         config: Option<&Bound<'_, PyAny>>,
         sha256: Option<&str>,
         allow_world_writable: bool,
+        max_file_size: Option<i128>,
+        preflight: Option<&str>,
+        preflight_helper: Option<PathBuf>,
+        preflight_timeout: Option<f64>,
     ) -> PyResult<Module> {
         let rt = self.open(py, "upgrade")?;
-        let opts = UpgradeOptions { load: load_options(py, config, sha256, allow_world_writable)?, force };
+        let args = LoadArgs {
+            config,
+            sha256,
+            allow_world_writable,
+            max_file_size,
+            preflight,
+            preflight_helper,
+            preflight_timeout,
+        };
+        let opts = UpgradeOptions { load: args.options(py, "Runtime.upgrade", LoadOptions::default())?, force };
         errors::detached(py, "Runtime.upgrade", || rt.upgrade(name, &path, &opts)).map(|m| Module::new(m, self.gil))
     }
 
@@ -354,10 +479,46 @@ impl Runtime {
     /// the watcher, or `close()`. Raises `FileMissingError` if `dir` does
     /// not exist, `InvalidArgumentError` if it is not a directory, `BusyError`
     /// if this runtime already watches it.
-    #[pyo3(signature = (dir, *, debounce = 0.2, unload_on_remove = false))]
-    fn watch(&self, py: Python<'_>, dir: PathBuf, debounce: f64, unload_on_remove: bool) -> PyResult<Watcher> {
+    ///
+    /// `allow_world_writable`, `max_file_size`, `preflight`,
+    /// `preflight_helper` and `preflight_timeout` apply to every file, as
+    /// for `load`, except that `preflight` defaults to "if-available" here:
+    /// files dropped into a directory are often someone else's.
+    #[pyo3(signature = (
+        dir, *, debounce = 0.2, unload_on_remove = false, allow_world_writable = false,
+        max_file_size = None, preflight = None, preflight_helper = None, preflight_timeout = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn watch(
+        &self,
+        py: Python<'_>,
+        dir: PathBuf,
+        debounce: f64,
+        unload_on_remove: bool,
+        allow_world_writable: bool,
+        max_file_size: Option<i128>,
+        preflight: Option<&str>,
+        preflight_helper: Option<PathBuf>,
+        preflight_timeout: Option<f64>,
+    ) -> PyResult<Watcher> {
         let rt = self.open(py, "watch")?;
-        let r = self.start_watch(py, &rt, dir, debounce, unload_on_remove);
+        let args = LoadArgs {
+            config: None,
+            sha256: None,
+            allow_world_writable,
+            max_file_size,
+            preflight,
+            preflight_helper,
+            preflight_timeout,
+        };
+        let load = match args.options(py, "Runtime.watch", WatchOptions::default().load) {
+            Ok(l) => l,
+            Err(e) => {
+                py.detach(move || drop(rt));
+                return Err(e);
+            }
+        };
+        let r = self.start_watch(py, &rt, dir, debounce, unload_on_remove, load);
         // Should close() have run meanwhile, this is the last reference: the
         // runtime goes here, with the GIL released.
         py.detach(move || drop(rt));
@@ -534,6 +695,13 @@ impl Runtime {
         lock(&self.callbacks.host).clear();
         *lock(&self.callbacks.events) = None;
         Ok(())
+    }
+
+    /// How many replaced or unloaded versions this runtime keeps mapped
+    /// because they could not be unmapped (bounded by `max_kept_mapped`).
+    #[getter]
+    fn kept_mapped(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.open(py, "kept_mapped")?.kept_mapped())
     }
 
     /// Whether `close()` was called.

@@ -67,7 +67,7 @@ def test_typing_files_shipped() -> None:
     assert (pkg / "py.typed").exists()
     stub = (pkg / "_native.pyi").read_text()
     ast.parse(stub)
-    classes = ("Runtime", "Module", "Method", "Output", "MethodInfo", "DependencyInfo", "MethodStats", "Event", "ManifestReport", "Watcher")
+    classes = ("Runtime", "Module", "Method", "Output", "MethodInfo", "DependencyInfo", "ElfFacts", "MethodStats", "Event", "ManifestReport", "Watcher")
     for cls in classes:
         assert f"class {cls}" in stub
         # hotmod.Method is a subclass of the class that defines its members.

@@ -32,6 +32,7 @@ from ._errors import *  # noqa: F403  (the exception classes, listed in _errors.
 from ._errors import __all__ as _error_names
 from ._native import (
     DependencyInfo,
+    ElfFacts,
     Event,
     ManifestReport,
     Method,
@@ -56,6 +57,7 @@ __all__ = [
     "Output",
     "MethodInfo",
     "DependencyInfo",
+    "ElfFacts",
     "MethodStats",
     "Event",
     "ManifestReport",

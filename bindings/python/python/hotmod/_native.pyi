@@ -19,6 +19,7 @@ __version__: str
 _StrPath = str | os.PathLike[str]
 _Config = Buffer | str
 _Gil = Literal["auto", "release", "hold"]
+_Preflight = Literal["off", "if-available", "on"]
 
 @final
 class Runtime:
@@ -31,7 +32,15 @@ class Runtime:
     policy (``gil``).
     """
 
-    def __init__(self, *, drain_timeout: float = 0.2, gil: _Gil = "auto", gil_threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        drain_timeout: float = 0.2,
+        gil: _Gil = "auto",
+        gil_threshold: float | None = None,
+        max_output_size: int | None = None,
+        max_kept_mapped: int | None = None,
+    ) -> None:
         """Creates a runtime. ``drain_timeout`` (seconds) is how long an
         upgrade or unload waits for calls in flight on the old version before
         returning (calls are never cut short).
@@ -46,7 +55,13 @@ class Runtime:
         seconds (default 5e-6), holding it again under half of that; a
         handle never called releases it. Handles can override it
         (``method(..., gil=...)``, :attr:`Method.gil`). By-name calls hold
-        the GIL only under ``"hold"``."""
+        the GIL only under ``"hold"``.
+
+        ``max_output_size`` (bytes, default 64 MiB) caps the output a plugin
+        may ask the host to allocate (:class:`hotmod.OutputTooLargeError`
+        beyond it); ``max_kept_mapped`` (default 1024) is how many versions
+        that cannot be unmapped the runtime may keep before refusing another
+        such file (:class:`hotmod.KeptMappedLimitError`)."""
     @property
     def gil(self) -> _Gil:
         """The runtime's GIL policy."""
@@ -61,14 +76,25 @@ class Runtime:
         config: _Config | None = None,
         sha256: str | None = None,
         allow_world_writable: bool = False,
+        max_file_size: int | None = None,
+        preflight: _Preflight | None = None,
+        preflight_helper: _StrPath | None = None,
+        preflight_timeout: float | None = None,
     ) -> Module:
         """Loads the plugin file at ``path`` and activates it.
 
         ``config`` is handed to the plugin's init hook; ``sha256`` (64 hex
         digits) refuses the file unless its bytes match, checked before any
         plugin code runs; ``allow_world_writable`` accepts files or
-        directories anyone may write to. Raises a :class:`hotmod.LoadError`
-        subclass on failure.
+        directories anyone may write to. ``max_file_size`` (bytes) refuses a
+        larger file (:class:`hotmod.FileTooLargeError`) before it is read.
+        ``preflight`` (``"off"``, the default, ``"if-available"`` or ``"on"``)
+        maps the file in a child process first, run from
+        ``preflight_helper`` (default: ``$HOTMOD_WORKER``, or
+        ``hotmod-worker`` installed beside the library) and killed after
+        ``preflight_timeout`` seconds (default 5): a file whose constructors
+        crash or hang is refused with :class:`hotmod.PreflightFailedError`.
+        Raises a :class:`hotmod.LoadError` subclass on failure.
         """
 
     def load_all(
@@ -78,6 +104,10 @@ class Runtime:
         config: _Config | None = None,
         sha256: str | None = None,
         allow_world_writable: bool = False,
+        max_file_size: int | None = None,
+        preflight: _Preflight | None = None,
+        preflight_helper: _StrPath | None = None,
+        preflight_timeout: float | None = None,
     ) -> list[Module]:
         """Loads several plugin files in dependency order; nothing is loaded
         unless every file validates (a cycle raises
@@ -92,6 +122,10 @@ class Runtime:
         config: _Config | None = None,
         sha256: str | None = None,
         allow_world_writable: bool = False,
+        max_file_size: int | None = None,
+        preflight: _Preflight | None = None,
+        preflight_helper: _StrPath | None = None,
+        preflight_timeout: float | None = None,
     ) -> Module:
         """Replaces the running version of module ``name`` with the plugin at
         ``path`` while calls keep flowing; returns the new :class:`Module`.
@@ -121,7 +155,18 @@ class Runtime:
         runs.
         """
 
-    def watch(self, dir: _StrPath, *, debounce: float = 0.2, unload_on_remove: bool = False) -> Watcher:
+    def watch(
+        self,
+        dir: _StrPath,
+        *,
+        debounce: float = 0.2,
+        unload_on_remove: bool = False,
+        allow_world_writable: bool = False,
+        max_file_size: int | None = None,
+        preflight: _Preflight | None = None,
+        preflight_helper: _StrPath | None = None,
+        preflight_timeout: float | None = None,
+    ) -> Watcher:
         """Watches the plugin directory ``dir``.
 
         The plugin files already there are loaded before this returns; then,
@@ -137,6 +182,9 @@ class Runtime:
         watcher, or :meth:`close`. Raises :class:`hotmod.FileMissingError`,
         :class:`hotmod.InvalidArgumentError` (not a directory) or
         :class:`hotmod.BusyError` (already watched by this runtime).
+
+        The load options apply to every file, as for :meth:`load`, except
+        that ``preflight`` defaults to ``"if-available"`` here.
         """
 
     def module(self, name: str) -> Module:
@@ -191,6 +239,10 @@ class Runtime:
         the runtime. Idempotent."""
 
     @property
+    def kept_mapped(self) -> int:
+        """How many replaced or unloaded versions this runtime keeps mapped
+        because they could not be unmapped (at most ``max_kept_mapped``)."""
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
 
@@ -225,6 +277,13 @@ class Module:
     @property
     def safe_to_unload(self) -> bool:
         """Whether the plugin declared itself safe to unmap."""
+    @property
+    def elf(self) -> ElfFacts:
+        """What the loader read from the file's ELF headers before mapping it."""
+    @property
+    def stays_mapped(self) -> bool:
+        """Whether this version stays mapped after it is replaced or unloaded
+        (not declared safe to unload, or :attr:`ElfFacts.unmap_blockers`)."""
     @property
     def abi_minor(self) -> int:
         """Plugin ABI minor version it was built against."""
@@ -320,6 +379,42 @@ class MethodInfo:
     @property
     def signature_hash(self) -> int:
         """Hash of name and signature."""
+
+@final
+class ElfFacts:
+    """What the loader read from a plugin file's ELF headers before mapping it."""
+
+    @property
+    def machine(self) -> str:
+        """The machine the file is built for (``"x86_64"``, ``"aarch64"``, ...;
+        ``""`` if not ELF)."""
+    @property
+    def elf_class(self) -> int:
+        """ELF class: 32 or 64 (0 if not ELF); ``class`` in the core and C API."""
+    @property
+    def nodelete(self) -> bool:
+        """``DF_1_NODELETE``: the dynamic loader never unmaps it."""
+    @property
+    def tls(self) -> bool:
+        """A ``PT_TLS`` segment: the library has thread-local variables."""
+    @property
+    def static_tls(self) -> bool:
+        """``DF_STATIC_TLS``: static-model thread-local storage."""
+    @property
+    def gnu_unique(self) -> list[str]:
+        """Exported ``STB_GNU_UNIQUE`` symbols (the first few names)."""
+    @property
+    def go_runtime(self) -> bool:
+        """A Go runtime is linked in."""
+    @property
+    def constructors(self) -> int:
+        """Constructors run when the file is mapped (``DT_INIT`` plus ``DT_INIT_ARRAY``)."""
+    @property
+    def entry_checked(self) -> bool:
+        """Whether the entry symbol was checked in ``.dynsym`` before mapping."""
+    @property
+    def unmap_blockers(self) -> list[str]:
+        """Why the library can never really be unmapped (empty if nothing prevents it)."""
 
 @final
 class DependencyInfo:
