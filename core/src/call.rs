@@ -212,11 +212,21 @@ enum Placed {
     Invalid,
 }
 
+/// The space a slot offers (none when `buf` is NULL, whatever `capacity` says).
+#[inline(always)]
+fn offered(out: &abi::hotmod_output) -> usize {
+    if out.buf.is_null() {
+        0
+    } else {
+        out.capacity
+    }
+}
+
 /// Classifies a filled slot. On the usual path (`data == buf`, `len` within
 /// `capacity`) this is a subtraction and two compares.
 #[inline(always)]
 fn place(out: &abi::hotmod_output) -> Placed {
-    let cap = if out.buf.is_null() { 0 } else { out.capacity };
+    let cap = offered(out);
     let off = (out.data as usize).wrapping_sub(out.buf as usize);
     if off <= cap {
         // Inside the offered space (or at its very end): host space.
@@ -243,7 +253,7 @@ fn place_outside(out: &abi::hotmod_output, cap: usize) -> Placed {
 
 #[cold]
 fn describe_bad_output(out: &abi::hotmod_output) -> String {
-    let cap = if out.buf.is_null() { 0 } else { out.capacity };
+    let cap = offered(out);
     let off = (out.data as usize).wrapping_sub(out.buf as usize);
     if out.len > 0 && out.data.is_null() {
         return format!("expected output data for {} bytes, found a NULL data pointer", out.len);
@@ -464,9 +474,9 @@ fn run_sized(e: &MethodEntry, input: &[u8], out: &mut abi::hotmod_output, heap: 
 #[inline(never)]
 fn retry(e: &MethodEntry, input: &[u8], out: &mut abi::hotmod_output, heap: &mut Vec<u8>) -> Outcome {
     let need = out.len;
-    let offered = if out.buf.is_null() { 0 } else { out.capacity };
+    let had = offered(out);
     release_now(out);
-    if need <= offered {
+    if need <= had {
         // Asked for no more than it had: retrying cannot help.
         return Outcome::Rc(abi::HOTMOD_PLUGIN_OUTPUT_TOO_SMALL);
     }
@@ -480,10 +490,16 @@ fn retry(e: &MethodEntry, input: &[u8], out: &mut abi::hotmod_output, heap: &mut
     e.shared.note_size(need);
     *out = abi::hotmod_output::offering(heap.as_mut_ptr(), heap.capacity());
     let rc = run(e, input, out);
+    note_asked(e, rc, out);
+    Outcome::Rc(rc)
+}
+
+/// Remembers the size a method asked for with `OUTPUT_TOO_SMALL`, when it is
+/// more than it was offered and within the cap, so later calls offer it at once.
+fn note_asked(e: &MethodEntry, rc: i32, out: &abi::hotmod_output) {
     if rc == abi::HOTMOD_PLUGIN_OUTPUT_TOO_SMALL && out.len > out.capacity && out.len <= e.max_output {
         e.shared.note_size(out.len);
     }
-    Outcome::Rc(rc)
 }
 
 /// The space to offer first: what the caller asked for, or more if the
@@ -551,8 +567,8 @@ fn failed(v: &Version, e: &MethodEntry, outcome: Outcome, out: &mut abi::hotmod_
     };
     let mut detail = describe_status(rc, take_error_of(&e.pending));
     if rc == abi::HOTMOD_PLUGIN_OUTPUT_TOO_SMALL {
-        let offered = if out.buf.is_null() { 0 } else { out.capacity };
-        detail = format!("expected at most {offered} bytes of output, the method needs {}; {detail}", out.len);
+        let had = offered(out);
+        detail = format!("expected at most {had} bytes of output, the method needs {}; {detail}", out.len);
     }
     Error::new(status, format!("{}: {detail}", where_(v, e)))
 }
@@ -645,10 +661,8 @@ pub(crate) fn call_into(v: &Pinned<'_, Version>, e: &MethodEntry, input: &[u8], 
 #[cold]
 #[inline(never)]
 fn into_failed(v: &Version, e: &MethodEntry, rc: i32, out: &mut abi::hotmod_output) -> Error {
-    if rc == abi::HOTMOD_PLUGIN_OUTPUT_TOO_SMALL && out.len > out.capacity && out.len <= e.max_output {
-        // The caller's buffer is fixed, but later owned calls can offer enough.
-        e.shared.note_size(out.len);
-    }
+    // The caller's buffer is fixed, but later owned calls can offer enough.
+    note_asked(e, rc, out);
     failed(v, e, Outcome::Rc(rc), out)
 }
 
@@ -699,7 +713,7 @@ pub(crate) fn call_for_plugin(
     input: &[u8],
     slot: &mut abi::hotmod_output,
 ) -> Result<Option<Arc<Version>>> {
-    let caller_cap = if slot.buf.is_null() { 0 } else { slot.capacity };
+    let caller_cap = offered(slot);
     let hint = e.shared.size_hint.load(Ordering::Relaxed);
     let mut heap: Vec<u8> = Vec::new();
     let mut out = if hint > caller_cap {

@@ -64,10 +64,9 @@ impl MethodCounters {
         counters::count_call(thread, self.id, &self.totals, LATENCY_SAMPLE_EVERY as u32)
     }
 
-    /// Counts a call on the calling thread (looks its record up: prefer
-    /// [`begin_on`](Self::begin_on) inside a read section).
-    #[allow(dead_code)]
-    #[inline]
+    /// Counts a call on the calling thread (looks its record up; the call
+    /// path uses [`begin_on`](Self::begin_on) inside its read section).
+    #[cfg(test)]
     pub(crate) fn begin(&self) -> bool {
         let g = crate::rcu::read();
         self.begin_on(g.thread())

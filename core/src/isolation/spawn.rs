@@ -303,13 +303,15 @@ pub fn reap(pidfd: BorrowedFd<'_>) -> Option<Exit> {
 }
 
 /// A sealed memfd holding a copy of `path`'s bytes, for hosts that have
-/// no checked image yet. (The loader's checked, sealed memfd replaces this
-/// once out-of-process loads go through the runtime.)
+/// no checked image yet. The file is opened and read with the loader's own
+/// checks (one open, a regular file only, mode and directories, the size
+/// cap), so a FIFO, a device or a world-writable file is refused here as it
+/// is for an in-process load. (The loader's checked, sealed memfd replaces
+/// this once out-of-process loads go through the runtime.)
 pub fn sealed_copy(path: &Path) -> Result<OwnedFd> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        let st = if e.kind() == std::io::ErrorKind::NotFound { Status::FileMissing } else { Status::Io };
-        Error::new(st, format!("cannot read plugin file '{}': {e}", path.display()))
-    })?;
+    let checks = crate::loader::LoadOptions::default().checks();
+    let mut opened = crate::loader::open_checked(path, checks)?;
+    let bytes = crate::loader::read_capped(&mut opened, checks)?;
     sealed_memfd(&bytes, "hotmod-plugin")
 }
 

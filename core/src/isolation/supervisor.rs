@@ -479,7 +479,7 @@ impl Inner {
             return Err(self.unavailable(method));
         }
         let timeout = timeout.or(self.opts.call_timeout);
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let ch = &inst.channel;
         // An input already in one of this region's lanes, held by a buffer:
         // only its length crosses.
@@ -645,7 +645,7 @@ impl Worker {
     /// worker without a copy (pass [`LaneBuffer::input`] as the input).
     pub fn buffer(&self) -> Result<LaneBuffer> {
         let inst = self.inner.current().ok_or_else(|| self.inner.unavailable(0))?;
-        let deadline = Some(Instant::now() + self.inner.opts.start_timeout);
+        let deadline = Instant::now().checked_add(self.inner.opts.start_timeout);
         let lane = inst.channel.acquire_for_buffer(deadline).map_err(|_| {
             Error::new(
                 Status::Busy,

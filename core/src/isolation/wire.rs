@@ -422,7 +422,7 @@ pub enum Received {
 /// Receives one message, waiting at most `timeout` (None: forever).
 /// Descriptors beyond the first are closed; all arrive close-on-exec.
 pub fn recv(sock: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<Received> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let ms = match deadline {
             None => -1,

@@ -499,7 +499,7 @@ impl<T: Send + Sync + 'static> Drop for Retired<T> {
 }
 
 fn release_after<T: Send + Sync + 'static>(value: Arc<T>, grace: GracePeriod, timeout: Duration) -> bool {
-    if !in_read_section() && !pinned_here(grace.ptr) && grace.wait(Some(Instant::now() + timeout)) {
+    if !in_read_section() && !pinned_here(grace.ptr) && grace.wait(Instant::now().checked_add(timeout)) {
         drop(value);
         return true;
     }
